@@ -1,0 +1,3 @@
+module github.com/llmkit/llmkit
+
+go 1.25

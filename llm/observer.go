@@ -1,0 +1,154 @@
+package llm
+
+import (
+	"context"
+	"time"
+)
+
+// EventKind says what a decorator did.
+type EventKind uint8
+
+// The events decorators report. Each names the fields of Event it sets.
+const (
+	// EventAttempt: one provider attempt finished. Attempt (1-based),
+	// Duration, Err (nil on success).
+	EventAttempt EventKind = iota + 1
+	// EventRetry: a retry is scheduled. Attempt (the one that failed),
+	// Delay (the wait before the next), Err.
+	EventRetry
+	// EventBreakerState: a circuit breaker changed state. State, Source
+	// (the breaker's name).
+	EventBreakerState
+	// EventRejected: a rate limiter, bulkhead, budget or concurrency limit
+	// refused or gave up waiting. Reason ("rate_limit", "bulkhead",
+	// "adaptive_limit", "budget"), Err.
+	EventRejected
+	// EventCacheHit, EventCacheMiss: a cache lookup. Source (the store).
+	EventCacheHit
+	EventCacheMiss
+	// EventCacheStale: an expired entry within its grace window was served
+	// as a degraded answer.
+	EventCacheStale
+	// EventCacheStore: an answer was stored.
+	EventCacheStore
+	// EventCacheCoalesced: the call waited for an identical call in flight
+	// instead of calling the provider.
+	EventCacheCoalesced
+	// EventCacheError: a store failed; the call went on as a miss. Err.
+	EventCacheError
+	// EventFallback: a fallback produced the answer. Reason (the Kind of the
+	// triggering error, as a string), Source (which fallback), Err.
+	EventFallback
+	// EventHedge: a hedged attempt started. Attempt.
+	EventHedge
+	numEventKinds
+)
+
+var eventNames = [numEventKinds]string{
+	"", "attempt", "retry", "breaker_state", "rejected", "cache_hit", "cache_miss",
+	"cache_stale", "cache_store", "cache_coalesced", "cache_error", "fallback", "hedge",
+}
+
+// String returns a bounded name for the event kind, such as "cache_hit".
+func (k EventKind) String() string {
+	if k >= numEventKinds || k == 0 {
+		return "unknown"
+	}
+	return eventNames[k]
+}
+
+// BreakerState is a circuit breaker's state.
+type BreakerState uint8
+
+// The breaker states. The numeric values are what the
+// llm_circuit_breaker_state gauge exports.
+const (
+	BreakerClosed   BreakerState = 0
+	BreakerHalfOpen BreakerState = 1
+	BreakerOpen     BreakerState = 2
+)
+
+// String returns "closed", "half_open" or "open".
+func (s BreakerState) String() string {
+	switch s {
+	case BreakerClosed:
+		return "closed"
+	case BreakerHalfOpen:
+		return "half_open"
+	case BreakerOpen:
+		return "open"
+	}
+	return "unknown"
+}
+
+// Event is one thing a decorator did during a call. Only the fields its
+// Kind names are set. Reason and Source come from bounded sets, so they may
+// be used as label values; Request is the caller's request, read-only.
+type Event struct {
+	Kind     EventKind
+	Request  *Request
+	Attempt  int
+	Delay    time.Duration
+	Duration time.Duration
+	Err      error
+	State    BreakerState
+	Reason   string
+	Source   string
+}
+
+// Observer receives events. Observe is called synchronously on the goroutine
+// of the decorator that emits, possibly from several goroutines at once; it
+// must be quick, must not block and must not call back into the decorator.
+type Observer interface {
+	Observe(ctx context.Context, ev Event)
+}
+
+// ObserverFunc adapts a function to Observer.
+type ObserverFunc func(ctx context.Context, ev Event)
+
+// Observe calls f(ctx, ev).
+func (f ObserverFunc) Observe(ctx context.Context, ev Event) { f(ctx, ev) }
+
+type observerKey struct{}
+
+// observerCtx carries one observer and links to the ones registered further
+// out, so registering costs one allocation and Emit walks a short list.
+type observerCtx struct {
+	context.Context
+	obs  Observer
+	next *observerCtx
+}
+
+func (c *observerCtx) Value(key any) any {
+	if key == (observerKey{}) {
+		return c
+	}
+	return c.Context.Value(key)
+}
+
+// WithObserver returns a context under which Emit also reports to obs.
+// Observers registered further out keep receiving events. A nil obs returns
+// ctx unchanged.
+func WithObserver(ctx context.Context, obs Observer) context.Context {
+	if obs == nil {
+		return ctx
+	}
+	next, _ := ctx.Value(observerKey{}).(*observerCtx)
+	return &observerCtx{Context: ctx, obs: obs, next: next}
+}
+
+// Observed reports whether anybody listens under ctx, so that an emitter
+// can skip building an event nobody reads.
+func Observed(ctx context.Context) bool {
+	_, ok := ctx.Value(observerKey{}).(*observerCtx)
+	return ok
+}
+
+// Emit reports ev to every observer registered under ctx, innermost first.
+// It costs one context lookup when nobody listens.
+func Emit(ctx context.Context, ev Event) {
+	c, _ := ctx.Value(observerKey{}).(*observerCtx)
+	for ; c != nil; c = c.next {
+		c.obs.Observe(ctx, ev)
+	}
+}

@@ -1,0 +1,53 @@
+package llm
+
+import (
+	"regexp"
+	"strings"
+)
+
+// Redacted replaces every secret Redact finds.
+const Redacted = "[REDACTED]"
+
+// The secret shapes Redact removes. Each pattern keeps its first group (the
+// name of the header or parameter) and replaces the rest.
+var secretPatterns = []*regexp.Regexp{
+	// Authorization: Bearer xxx / Basic xxx, in headers, JSON or prose.
+	regexp.MustCompile(`(?i)(authorization["']?\s*[:=]\s*["']?(?:bearer|basic|token)?\s*)[^\s"',;]+`),
+	// Bearer tokens wherever they appear.
+	regexp.MustCompile(`(?i)(bearer\s+)[A-Za-z0-9\-._~+/=]{8,}`),
+	// API-key headers and fields: x-api-key, api-key, api_key, apikey,
+	// x-goog-api-key, access_token, secret, password.
+	regexp.MustCompile(`(?i)((?:x-(?:goog-)?api-key|api[-_]?key|access[-_]?token|client[-_]?secret|password|secret)["']?\s*[:=]\s*["']?)[^\s"',;&]+`),
+	// Query parameters: ?key=…, &key=…, ?token=…, &sig=….
+	regexp.MustCompile(`(?i)([?&](?:key|api_key|apikey|token|access_token|sig|signature)=)[^&\s"']+`),
+	// Provider key shapes even without a name in front: sk-…, sk-ant-…,
+	// sk-proj-…, AIza… (Google), xai-…, gsk_… (Groq).
+	regexp.MustCompile(`()\b(?:sk-(?:ant-|proj-)?[A-Za-z0-9_\-]{16,}|AIza[0-9A-Za-z_\-]{30,}|xai-[A-Za-z0-9]{20,}|gsk_[A-Za-z0-9]{20,})`),
+}
+
+// Redact returns s with secrets replaced by [REDACTED]: Authorization
+// headers and bearer tokens, API-key headers and fields, key and token query
+// parameters, and strings shaped like provider API keys. Every adapter runs
+// provider error text through it, and every logger runs what it logs
+// through it. It is cheap when s holds nothing that could be a secret.
+func Redact(s string) string {
+	if !mayHoldSecret(s) {
+		return s
+	}
+	for _, re := range secretPatterns {
+		s = re.ReplaceAllString(s, "${1}"+Redacted)
+	}
+	return s
+}
+
+// mayHoldSecret is a fast pre-check so that ordinary error text skips the
+// regular expressions.
+func mayHoldSecret(s string) bool {
+	l := strings.ToLower(s)
+	for _, hint := range [...]string{"auth", "bearer", "key", "token", "secret", "password", "sig", "sk-", "aiza", "xai-", "gsk_"} {
+		if strings.Contains(l, hint) {
+			return true
+		}
+	}
+	return false
+}
