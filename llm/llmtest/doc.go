@@ -1,0 +1,17 @@
+// Package llmtest is llmkit's test kit: a scripted fake llm.Client and the
+// conformance suite every adapter and decorator runs.
+//
+// The Fake plays a script of Steps (latency, each error kind, hangs until
+// the context is done, streams of N chunks, streams cut after k chunks,
+// panics) and records what it saw: calls, requests, peak concurrency. Its
+// waits use timers, so tests that run it inside testing/synctest take no
+// real time.
+//
+// Run checks the llm.Client contract:
+//
+//	func TestConformance(t *testing.T) {
+//		llmtest.Run(t, func(t *testing.T, upstream llm.Client) llm.Client {
+//			return mymiddleware.New()(upstream)
+//		})
+//	}
+package llmtest
