@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	oteltrace "go.opentelemetry.io/otel/trace"
 )
 
@@ -39,7 +38,7 @@ func Level(l slog.Level) TimeOption {
 // Histogram or Summary, or one child of a vector resolved once with
 // WithLabelValues. The observation happens whether or not the log level is
 // enabled.
-func Histogram(o prometheus.Observer) TimeOption {
+func Histogram(o Observer) TimeOption {
 	return timeOptionFunc(func(t *Timer) { t.observer = o })
 }
 
@@ -51,7 +50,7 @@ type Timer struct {
 	name     string
 	logger   *slog.Logger
 	level    slog.Level
-	observer prometheus.Observer
+	observer Observer
 }
 
 // NewTimer returns a Timer for the block called name.
@@ -123,4 +122,11 @@ func Time(ctx context.Context, logger *slog.Logger, name string) func() {
 // configuration on every call; on a hot path build a Timer once instead.
 func TimeWith(ctx context.Context, name string, opts ...TimeOption) func() {
 	return NewTimer(name, opts...).Start(ctx)
+}
+
+// Observer is the one method of a Prometheus histogram or summary (and
+// prometheus.Observer) that Histogram needs; declaring it here keeps the
+// package free of the client_golang dependency.
+type Observer interface {
+	Observe(float64)
 }
