@@ -304,6 +304,7 @@ func backoff(r *RetryConfig, n int, err error, u float64) time.Duration {
 	for i := 1; i < n && d < r.MaxDelay; i++ {
 		d *= 2
 	}
+	d = min(d, r.MaxDelay)
 	if r.Jitter > 0 {
 		d = time.Duration(float64(d) * (1 + r.Jitter*(2*u-1)))
 	}

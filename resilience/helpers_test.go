@@ -1,0 +1,62 @@
+package resilience
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/llmkit/llmkit/llm"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// recorder collects events.
+type recorder struct {
+	mu     sync.Mutex
+	events []llm.Event
+}
+
+func (r *recorder) Observe(_ context.Context, ev llm.Event) {
+	r.mu.Lock()
+	r.events = append(r.events, ev)
+	r.mu.Unlock()
+}
+
+func (r *recorder) of(k llm.EventKind) []llm.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []llm.Event
+	for _, e := range r.events {
+		if e.Kind == k {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func observed() (context.Context, *recorder) {
+	r := &recorder{}
+	return llm.WithObserver(context.Background(), r), r
+}
+
+func wrap(t testing.TB, cfg Config, next llm.Client) llm.Client {
+	t.Helper()
+	mw, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mw(next)
+}
+
+func breaker(t testing.TB, cfg BreakerConfig) *Breaker {
+	t.Helper()
+	b, err := NewBreaker(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func exactRetry(n int) *RetryConfig { return &RetryConfig{MaxAttempts: n, NoJitter: true} }
