@@ -426,11 +426,15 @@ func (c *Capturer) trigger(reason string, req *llm.Request) *window {
 	}
 	w.pending.Store(1)
 	w.end = c.begin()
+	// The timers may fire before they are stored: finish reads them
+	// under w.mu.
+	w.mu.Lock()
 	if c.cfg.cpu && c.cfg.cpuMin > 0 {
 		w.pending.Add(1)
 		w.minTimer = time.AfterFunc(c.cfg.cpuMin, w.release)
 	}
 	w.maxTimer = time.AfterFunc(c.cfg.maxWindow, w.finish)
+	w.mu.Unlock()
 	c.cur = w
 	c.wg.Add(1)
 	return w
@@ -445,9 +449,10 @@ type window struct {
 	endpoint, model string
 	end             func() ([]artefact, error)
 	pending         atomic.Int32
-	minTimer        *time.Timer
-	maxTimer        *time.Timer
 	once            sync.Once
+	mu              sync.Mutex
+	minTimer        *time.Timer // guarded by mu
+	maxTimer        *time.Timer // guarded by mu
 }
 
 func (w *window) callDone() { w.release() }
@@ -462,10 +467,12 @@ func (w *window) release() {
 // the background so the caller is not delayed.
 func (w *window) finish() {
 	w.once.Do(func() {
+		w.mu.Lock()
 		w.maxTimer.Stop()
 		if w.minTimer != nil {
 			w.minTimer.Stop()
 		}
+		w.mu.Unlock()
 		go w.save()
 	})
 }
