@@ -1,0 +1,182 @@
+package cache
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/llmkit/llmkit/llm"
+	"github.com/llmkit/llmkit/llm/llmtest"
+)
+
+// mapStore is the plain map + sync.RWMutex store the ristretto hit path is
+// compared with.
+type mapStore struct {
+	mu sync.RWMutex
+	m  map[Key]Entry
+}
+
+func newMapStore() *mapStore { return &mapStore{m: make(map[Key]Entry)} }
+
+func (s *mapStore) Get(_ context.Context, k Key) (Entry, bool, error) {
+	s.mu.RLock()
+	e, ok := s.m[k]
+	s.mu.RUnlock()
+	return e, ok, nil
+}
+
+func (s *mapStore) Set(_ context.Context, k Key, e Entry, _ time.Duration) error {
+	s.mu.Lock()
+	s.m[k] = e
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *mapStore) Name() string { return "map" }
+
+func benchReq() *llm.Request {
+	return &llm.Request{
+		Model:       "gpt-4o-mini",
+		System:      "You are a concise assistant.",
+		Messages:    []llm.Message{llm.User("What is the capital of France? Answer in one word.")},
+		MaxTokens:   64,
+		Temperature: llm.Ptr(0.0),
+		Tenant:      "tenant-a",
+	}
+}
+
+func newRistrettoT(tb testing.TB, cfg RistrettoConfig) *Ristretto {
+	tb.Helper()
+	s, err := NewRistretto(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(s.Close)
+	return s
+}
+
+// warm returns a client over store whose cache holds the answer to req.
+func warm(tb testing.TB, store Store, req *llm.Request) llm.Client {
+	tb.Helper()
+	mw, err := Middleware(store)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c := mw(&llmtest.Fake{Default: llmtest.Step{Text: "Paris."}})
+	if _, err := c.Generate(context.Background(), req); err != nil {
+		tb.Fatal(err)
+	}
+	if r, ok := store.(*Ristretto); ok {
+		r.Wait()
+	}
+	resp, err := c.Generate(context.Background(), req)
+	if err != nil || !resp.Cached {
+		tb.Fatalf("warm-up did not hit: %+v, %v", resp, err)
+	}
+	return c
+}
+
+func benchHit(b *testing.B, store Store) {
+	req := benchReq()
+	c := warm(b, store, req)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := c.Generate(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func benchHitParallel(b *testing.B, store Store) {
+	req := benchReq()
+	c := warm(b, store, req)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := c.Generate(ctx, req); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+func BenchmarkHit(b *testing.B) {
+	b.Run("ristretto", func(b *testing.B) { benchHit(b, newRistrettoT(b, RistrettoConfig{})) })
+	b.Run("map", func(b *testing.B) { benchHit(b, newMapStore()) })
+}
+
+func BenchmarkHitParallel(b *testing.B) {
+	b.Run("ristretto", func(b *testing.B) { benchHitParallel(b, newRistrettoT(b, RistrettoConfig{})) })
+	b.Run("map", func(b *testing.B) { benchHitParallel(b, newMapStore()) })
+}
+
+// BenchmarkMiss measures a miss through the middleware over a client that
+// answers at once; BenchmarkMiss/bare is that client alone, so the
+// difference is what the cache adds to a miss (key, lookup, coalescing and
+// the asynchronous ristretto set).
+func BenchmarkMiss(b *testing.B) {
+	answer := &llm.Response{Text: "Paris.", FinishReason: llm.FinishStop}
+	next := llm.ClientFunc(func(context.Context, *llm.Request) (*llm.Response, error) {
+		return answer.Clone(), nil
+	})
+	// Distinct requests, reused round-robin; the store is too small to
+	// keep them, so every call misses.
+	reqs := make([]*llm.Request, 4096)
+	for i := range reqs {
+		reqs[i] = benchReq()
+		reqs[i].MaxTokens = i + 1
+	}
+	ctx := context.Background()
+	b.Run("bare", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			next.Generate(ctx, reqs[i%len(reqs)])
+			i++
+		}
+	})
+	b.Run("ristretto", func(b *testing.B) {
+		// Each entry costs more than the store holds, so none is kept.
+		st := newRistrettoT(b, RistrettoConfig{MaxCost: 1, MaxItemBytes: 1 << 20})
+		mw, _ := Middleware(st)
+		c := mw(next)
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if _, err := c.Generate(ctx, reqs[i%len(reqs)]); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+}
+
+func BenchmarkKey(b *testing.B) {
+	for _, size := range []int{64, 4096} {
+		req := benchReq()
+		req.Messages = []llm.Message{llm.User(strings.Repeat("x", size))}
+		b.Run(strings.TrimSpace(strings.Repeat(" ", 0))+byteSize(size), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(size))
+			for b.Loop() {
+				if _, err := KeyOf(req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func byteSize(n int) string {
+	if n >= 1024 {
+		return strings.TrimSuffix(strings.TrimSuffix(string(rune('0'+n/1024)), ""), "") + "KiB"
+	}
+	return "64B"
+}

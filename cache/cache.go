@@ -1,0 +1,295 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/llmkit/llmkit/llm"
+)
+
+// provider names the cache in the errors it makes.
+const provider = "cache"
+
+// Cache is a response cache over a Store. Its Middleware serves and fills
+// it; Stale hands expired entries to resilience's fallback. A Cache is safe
+// for concurrent use.
+type Cache struct {
+	store  Store
+	source string
+	cfg    config
+
+	mu      sync.Mutex
+	flights map[Key]*flight
+}
+
+// New returns a Cache over store. It fails on a nil store or an invalid
+// option.
+func New(store Store, opts ...Option) (*Cache, error) {
+	if store == nil {
+		return nil, errors.New("cache: nil Store")
+	}
+	cfg := defaultConfig()
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o.apply(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	return &Cache{store: store, source: store.Name(), cfg: cfg, flights: make(map[Key]*flight)}, nil
+}
+
+// Middleware returns a caching middleware over store; it is
+// New(store, opts...).Middleware().
+func Middleware(store Store, opts ...Option) (llm.Middleware, error) {
+	c, err := New(store, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return c.Middleware(), nil
+}
+
+// Middleware returns the middleware that serves hits from the cache and
+// stores what the wrapped client answers. Every client it wraps shares this
+// Cache's store and in-flight calls.
+func (c *Cache) Middleware() llm.Middleware {
+	return func(next llm.Client) llm.Client { return &client{c: c, next: next} }
+}
+
+type client struct {
+	c    *Cache
+	next llm.Client
+}
+
+var _ llm.Client = (*client)(nil)
+
+// cacheable reports whether the answer to req may be cached at all.
+func (c *Cache) cacheable(req *llm.Request) bool {
+	return c.cfg.nondeterministic || (req.Temperature != nil && *req.Temperature == 0)
+}
+
+func (c *Cache) emit(ctx context.Context, kind llm.EventKind, req *llm.Request, err error) {
+	llm.Emit(ctx, llm.Event{Kind: kind, Request: req, Source: c.source, Err: err})
+}
+
+// Generate serves req from the cache or calls the wrapped client.
+func (cl *client) Generate(ctx context.Context, req *llm.Request) (*llm.Response, error) {
+	c := cl.c
+	if req == nil || req.Cache&llm.CacheBypass == llm.CacheBypass || !c.cacheable(req) {
+		return cl.next.Generate(ctx, req)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, llm.FromContext(ctx, provider)
+	}
+	// Validate before hashing: an oversized prompt is never hashed.
+	if err := req.ValidateLimits(c.cfg.limits); err != nil {
+		return nil, err
+	}
+	key, err := KeyOf(req)
+	if err != nil {
+		// An Extra value JSON cannot encode: such a request has no
+		// canonical key, so it is not cached.
+		return cl.next.Generate(ctx, req)
+	}
+	if req.Cache&llm.CacheSkipRead != 0 {
+		return cl.call(ctx, req, key, nil)
+	}
+	if e, ok := c.lookup(ctx, req, key); ok {
+		return serve(e, req, c.cfg.replayChunk)
+	}
+	if !c.cfg.coalesce {
+		return cl.call(ctx, req, key, nil)
+	}
+	return cl.coalesced(ctx, req, key)
+}
+
+// lookup returns a fresh stored answer for key, reporting a hit or a miss.
+func (c *Cache) lookup(ctx context.Context, req *llm.Request, key Key) (*llm.Response, bool) {
+	e, ok, err := c.store.Get(ctx, key)
+	if err != nil {
+		c.emit(ctx, llm.EventCacheError, req, err)
+	}
+	if ok && e.Response != nil && time.Now().Before(e.Expires) {
+		c.emit(ctx, llm.EventCacheHit, req, nil)
+		return e.Response, true
+	}
+	c.emit(ctx, llm.EventCacheMiss, req, nil)
+	return nil, false
+}
+
+// serve hands the caller its own copy of a shared answer, marked Cached,
+// replaying it through req.Stream when the caller streams.
+func serve(shared *llm.Response, req *llm.Request, chunk int) (*llm.Response, error) {
+	resp := shared.Clone()
+	resp.Cached = true
+	if req.Stream != nil {
+		if err := replay(req.Stream, resp.Text, chunk); err != nil {
+			return nil, err
+		}
+	}
+	return resp, nil
+}
+
+// replay streams text as one chunk, or in chunks of about size bytes cut
+// on UTF-8 boundaries when size > 0.
+func replay(stream func(llm.Chunk) error, text string, size int) error {
+	if size <= 0 || len(text) <= size {
+		return stream(llm.Chunk{Index: 0, Text: text})
+	}
+	for i := 0; len(text) > 0; i++ {
+		n := min(size, len(text))
+		for n < len(text) && !utf8.RuneStart(text[n]) {
+			n++
+		}
+		if err := stream(llm.Chunk{Index: i, Text: text[:n]}); err != nil {
+			return err
+		}
+		text = text[n:]
+	}
+	return nil
+}
+
+// flight is one provider call that identical concurrent misses wait for.
+type flight struct {
+	done chan struct{}
+	// resp is the leader's answer as the followers share it: a copy the
+	// leader's caller cannot reach. Set before done is closed.
+	resp *llm.Response
+	err  error
+	// retry says the leader failed for a reason of its own (its context
+	// ended, its stream callback failed, it panicked): followers try again
+	// instead of inheriting the failure.
+	retry bool
+}
+
+// coalesced makes req the leader of a flight for key, or waits for the
+// flight already in the air.
+func (cl *client) coalesced(ctx context.Context, req *llm.Request, key Key) (*llm.Response, error) {
+	c := cl.c
+	for {
+		c.mu.Lock()
+		f, ok := c.flights[key]
+		if !ok {
+			f = &flight{done: make(chan struct{})}
+			c.flights[key] = f
+			c.mu.Unlock()
+			return cl.call(ctx, req, key, f)
+		}
+		c.mu.Unlock()
+		c.emit(ctx, llm.EventCacheCoalesced, req, nil)
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return nil, llm.FromContext(ctx, provider)
+		}
+		if f.retry {
+			continue
+		}
+		if f.err != nil {
+			return nil, f.err
+		}
+		return serve(f.resp, req, c.cfg.replayChunk)
+	}
+}
+
+// call asks the wrapped client, stores a storable answer and, when f is
+// set, hands the outcome to f's followers.
+func (cl *client) call(ctx context.Context, req *llm.Request, key Key, f *flight) (resp *llm.Response, err error) {
+	c := cl.c
+	r := req
+	callbackFailed, landed := false, false
+	if f != nil {
+		defer func() {
+			if !landed { // the wrapped client panicked: let a follower lead
+				c.land(key, f, nil, nil, true)
+			}
+		}()
+		if req.Stream != nil {
+			stream := req.Stream
+			r = req.Clone()
+			r.Stream = func(ch llm.Chunk) error {
+				if err := stream(ch); err != nil {
+					callbackFailed = true
+					return err
+				}
+				return nil
+			}
+		}
+	}
+	resp, err = cl.next.Generate(ctx, r)
+	var shared *llm.Response
+	if err == nil && resp != nil {
+		shared = c.keep(ctx, req, key, resp)
+	}
+	if f != nil {
+		if err == nil && resp == nil {
+			err = llm.NewError(llm.KindUnknown, provider, "wrapped client returned neither a response nor an error")
+		}
+		c.land(key, f, shared, err, err != nil && (callbackFailed || ctx.Err() != nil))
+		landed = true
+	}
+	return resp, err
+}
+
+// land ends a flight: later misses start a new one, and its followers wake.
+func (c *Cache) land(key Key, f *flight, resp *llm.Response, err error, retry bool) {
+	c.mu.Lock()
+	if c.flights[key] == f {
+		delete(c.flights, key)
+	}
+	c.mu.Unlock()
+	f.resp, f.err, f.retry = resp, err, retry
+	close(f.done)
+}
+
+// keep stores resp when the request and the answer allow it and returns
+// the copy that followers share.
+func (c *Cache) keep(ctx context.Context, req *llm.Request, key Key, resp *llm.Response) *llm.Response {
+	shared := resp.Clone()
+	shared.Cached, shared.Quota, shared.Attempts = false, nil, 0
+	if req.Cache&llm.CacheSkipStore != 0 || resp.Degraded || !c.cfg.storable(resp) {
+		return shared
+	}
+	now := time.Now()
+	e := Entry{Response: shared, Expires: now.Add(c.cfg.ttl), StaleUntil: now.Add(c.cfg.ttl + c.cfg.grace)}
+	if err := c.store.Set(ctx, key, e, c.cfg.ttl+c.cfg.grace); err != nil {
+		c.emit(ctx, llm.EventCacheError, req, err)
+	} else {
+		c.emit(ctx, llm.EventCacheStore, req, nil)
+	}
+	return shared
+}
+
+// Stale returns the stored answer to req when it has expired but is still
+// within its grace window (or is still fresh), as a copy marked Cached. It
+// is the hook resilience's fallback takes for a degraded answer: that
+// package marks the answer Degraded. It reports false for a request the
+// cache would not serve (nondeterministic without WithNondeterministic,
+// CacheSkipRead, invalid) and when nothing usable is stored. It does not
+// call req.Stream.
+func (c *Cache) Stale(ctx context.Context, req *llm.Request) (*llm.Response, bool) {
+	if req == nil || req.Cache&llm.CacheSkipRead != 0 || !c.cacheable(req) ||
+		req.ValidateLimits(c.cfg.limits) != nil {
+		return nil, false
+	}
+	key, err := KeyOf(req)
+	if err != nil {
+		return nil, false
+	}
+	e, ok, err := c.store.Get(ctx, key)
+	if err != nil {
+		c.emit(ctx, llm.EventCacheError, req, err)
+		return nil, false
+	}
+	if !ok || e.Response == nil || !time.Now().Before(e.StaleUntil) {
+		return nil, false
+	}
+	resp := e.Response.Clone()
+	resp.Cached = true
+	c.emit(ctx, llm.EventCacheStale, req, nil)
+	return resp, true
+}

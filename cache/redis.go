@@ -1,0 +1,186 @@
+package cache
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"os"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/llmkit/llmkit/llm"
+)
+
+// RedisAddrEnv is the environment variable that names the Redis address
+// the tests (and RedisAddr) use.
+const RedisAddrEnv = "LLMKIT_REDIS_ADDR"
+
+// DefaultRedisAddr is the address RedisAddr returns when RedisAddrEnv is
+// unset.
+const DefaultRedisAddr = "127.0.0.1:6379"
+
+// RedisAddr returns $LLMKIT_REDIS_ADDR, or 127.0.0.1:6379.
+func RedisAddr() string {
+	if a := os.Getenv(RedisAddrEnv); a != "" {
+		return a
+	}
+	return DefaultRedisAddr
+}
+
+// ErrStoreOpen is the error a Redis store returns while its circuit breaker
+// is open: the call was not made.
+var ErrStoreOpen = errors.New("cache: store circuit breaker is open")
+
+// RedisConfig configures a Redis store. Zero fields take the defaults.
+type RedisConfig struct {
+	// Prefix starts every key, so that several caches can share a Redis.
+	// Default "llmkit:cache:".
+	Prefix string
+	// Timeout bounds each Redis command. Default 50 ms.
+	Timeout time.Duration
+	// BreakerFailures is how many consecutive failures open the store's
+	// circuit breaker. Default 5.
+	BreakerFailures int
+	// BreakerCooldown is how long the breaker stays open before it lets
+	// one probe through. Default 5 s.
+	BreakerCooldown time.Duration
+	// MaxItemBytes is the largest encoded entry stored. Default 1 MiB.
+	MaxItemBytes int
+	// Name is the Source of the events. Default "redis".
+	Name string
+}
+
+// Redis is a Store shared by every process that talks to the same Redis.
+//
+// Keys are Prefix + "v1:" + hex(tenant hash) + ":" + hex(digest): no raw
+// tenant or prompt appears in them. Values are a compact binary encoding
+// of the answer and its deadlines, stored with the entry's TTL. Every
+// command has a timeout; a failed or timed-out command is returned as an
+// error, which the middleware turns into a miss and an EventCacheError, so
+// Redis never fails a call. A circuit breaker of its own stops calling a
+// Redis that keeps failing, so a dead Redis costs nothing per call.
+type Redis struct {
+	rdb     redis.Cmdable
+	prefix  string
+	timeout time.Duration
+	maxItem int
+	name    string
+	br      *breaker
+}
+
+var _ Store = (*Redis)(nil)
+
+// NewRedis returns a store over rdb (a *redis.Client, *redis.ClusterClient
+// or any redis.Cmdable). The caller owns rdb and closes it.
+func NewRedis(rdb redis.Cmdable, cfg RedisConfig) (*Redis, error) {
+	if rdb == nil {
+		return nil, errors.New("cache: nil Redis client")
+	}
+	if cfg.Timeout < 0 || cfg.BreakerFailures < 0 || cfg.BreakerCooldown < 0 || cfg.MaxItemBytes < 0 {
+		return nil, errors.New("cache: negative RedisConfig field")
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = "llmkit:cache:"
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 50 * time.Millisecond
+	}
+	if cfg.BreakerFailures == 0 {
+		cfg.BreakerFailures = 5
+	}
+	if cfg.BreakerCooldown == 0 {
+		cfg.BreakerCooldown = 5 * time.Second
+	}
+	if cfg.MaxItemBytes == 0 {
+		cfg.MaxItemBytes = 1 << 20
+	}
+	if cfg.Name == "" {
+		cfg.Name = "redis"
+	}
+	return &Redis{
+		rdb: rdb, prefix: cfg.Prefix + "v1:", timeout: cfg.Timeout, maxItem: cfg.MaxItemBytes, name: cfg.Name,
+		br: &breaker{failures: cfg.BreakerFailures, cooldown: cfg.BreakerCooldown, source: cfg.Name},
+	}, nil
+}
+
+// key returns prefix + hex(scope) + ":" + hex(digest).
+func (r *Redis) key(k Key) string {
+	b := make([]byte, 0, len(r.prefix)+len(k.Scope)*2+1+len(k.Digest)*2)
+	b = append(b, r.prefix...)
+	b = hex.AppendEncode(b, k.Scope[:])
+	b = append(b, ':')
+	b = hex.AppendEncode(b, k.Digest[:])
+	return string(b)
+}
+
+// Get fetches and decodes the entry for key.
+func (r *Redis) Get(ctx context.Context, key Key) (Entry, bool, error) {
+	if !r.br.allow(ctx) {
+		return Entry{}, false, ErrStoreOpen
+	}
+	cctx, cancel := context.WithTimeout(ctx, r.timeout)
+	b, err := r.rdb.Get(cctx, r.key(key)).Bytes()
+	cancel()
+	switch {
+	case errors.Is(err, redis.Nil):
+		r.br.done(ctx, true)
+		return Entry{}, false, nil
+	case err != nil:
+		r.fail(ctx)
+		return Entry{}, false, storeError(r.name, err)
+	}
+	r.br.done(ctx, true)
+	e, err := decodeEntry(b)
+	if err != nil {
+		return Entry{}, false, err
+	}
+	return e, true, nil
+}
+
+// Set encodes e and stores it for ttl. It runs even when ctx is canceled
+// (the answer is already paid for), bounded by the store's timeout.
+func (r *Redis) Set(ctx context.Context, key Key, e Entry, ttl time.Duration) error {
+	if e.Response == nil || ttl <= 0 {
+		return nil
+	}
+	v := appendEntry(make([]byte, 0, 64+len(e.Response.Text)), e)
+	if len(v) > r.maxItem {
+		return nil
+	}
+	if !r.br.allow(ctx) {
+		return ErrStoreOpen
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.timeout)
+	err := r.rdb.Set(cctx, r.key(key), v, ttl).Err()
+	cancel()
+	if err != nil {
+		r.fail(ctx)
+		return storeError(r.name, err)
+	}
+	r.br.done(ctx, true)
+	return nil
+}
+
+// fail records a failure, unless the caller's own context ended: a
+// canceled caller says nothing about Redis.
+func (r *Redis) fail(ctx context.Context) {
+	r.br.done(ctx, ctx.Err() != nil)
+}
+
+// Name returns the store's name, the Source of its events.
+func (r *Redis) Name() string { return r.name }
+
+// BreakerState returns the state of the store's circuit breaker.
+func (r *Redis) BreakerState() llm.BreakerState { return r.br.State() }
+
+// storeError wraps a store failure as an *llm.Error of KindUnavailable (or
+// KindTimeout), so observers classify it like any other failure. The text
+// of a Redis error never holds a key or a value.
+func storeError(name string, err error) error {
+	kind := llm.KindOf(err)
+	if kind != llm.KindTimeout {
+		kind = llm.KindUnavailable
+	}
+	return &llm.Error{Kind: kind, Provider: name, Message: "cache store failed", Err: err}
+}

@@ -1,0 +1,124 @@
+package cache
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"time"
+	"unsafe"
+
+	"github.com/dgraph-io/ristretto/v2"
+
+	"github.com/llmkit/llmkit/llm"
+)
+
+// RistrettoConfig configures an in-process store. Zero fields take the
+// defaults.
+type RistrettoConfig struct {
+	// MaxCost bounds the bytes the store holds (answers' text and
+	// metadata, plus ristretto's own per-item overhead unless
+	// IgnoreInternalCost). Default 64 MiB.
+	MaxCost int64
+	// MaxItemBytes is the largest answer stored; bigger ones are skipped.
+	// Default MaxCost/16, so that one answer never evicts most others.
+	MaxItemBytes int64
+	// NumCounters is the number of admission counters ristretto keeps;
+	// about ten times the number of items expected when full. Default
+	// MaxCost/1 KiB*10, at least 10,000.
+	NumCounters int64
+	// IgnoreInternalCost leaves ristretto's per-item bookkeeping out of the
+	// cost, so that MaxCost counts only answers' bytes.
+	IgnoreInternalCost bool
+	// Name is the Source of the events. Default "ristretto".
+	Name string
+}
+
+// Ristretto is an in-process Store on github.com/dgraph-io/ristretto/v2:
+// cost is bytes, entries expire with their TTL, and admission and eviction
+// follow ristretto's TinyLFU policy. Sets are buffered and applied
+// asynchronously: call Wait to see them from Get. Close releases its
+// goroutines.
+type Ristretto struct {
+	c       *ristretto.Cache[uint64, *ristrettoItem]
+	maxItem int64
+	name    string
+}
+
+var _ Store = (*Ristretto)(nil)
+
+// ristrettoItem keeps the whole key next to the entry: ristretto identifies
+// items by 64 bits of it, and Get checks the rest.
+type ristrettoItem struct {
+	key Key
+	e   Entry
+}
+
+// itemOverhead approximates the bytes an entry takes besides its strings.
+const itemOverhead = int64(unsafe.Sizeof(ristrettoItem{}) + unsafe.Sizeof(llm.Response{}))
+
+// NewRistretto returns an in-process store.
+func NewRistretto(cfg RistrettoConfig) (*Ristretto, error) {
+	if cfg.MaxCost < 0 || cfg.MaxItemBytes < 0 || cfg.NumCounters < 0 {
+		return nil, errors.New("cache: negative RistrettoConfig field")
+	}
+	if cfg.MaxCost == 0 {
+		cfg.MaxCost = 64 << 20
+	}
+	if cfg.MaxItemBytes == 0 {
+		cfg.MaxItemBytes = max(cfg.MaxCost/16, 1)
+	}
+	if cfg.NumCounters == 0 {
+		cfg.NumCounters = max(cfg.MaxCost/1024*10, 10_000)
+	}
+	if cfg.Name == "" {
+		cfg.Name = "ristretto"
+	}
+	c, err := ristretto.NewCache(&ristretto.Config[uint64, *ristrettoItem]{
+		NumCounters:        cfg.NumCounters,
+		MaxCost:            cfg.MaxCost,
+		BufferItems:        64,
+		IgnoreInternalCost: cfg.IgnoreInternalCost,
+	})
+	if err != nil {
+		return nil, errors.Join(errors.New("cache: ristretto"), err)
+	}
+	return &Ristretto{c: c, maxItem: cfg.MaxItemBytes, name: cfg.Name}, nil
+}
+
+func ristrettoKey(k Key) uint64 { return binary.LittleEndian.Uint64(k.Digest[:8]) }
+
+// Get returns the entry for key, fresh or within its grace window.
+func (r *Ristretto) Get(_ context.Context, key Key) (Entry, bool, error) {
+	it, ok := r.c.Get(ristrettoKey(key))
+	if !ok || it.key != key {
+		return Entry{}, false, nil
+	}
+	return it.e, true, nil
+}
+
+// Set stores e for ttl, costed by its size in bytes. Answers bigger than
+// MaxItemBytes are skipped. The write is applied asynchronously.
+func (r *Ristretto) Set(_ context.Context, key Key, e Entry, ttl time.Duration) error {
+	if e.Response == nil || ttl <= 0 {
+		return nil
+	}
+	cost := entryBytes(e.Response)
+	if cost > r.maxItem {
+		return nil
+	}
+	r.c.SetWithTTL(ristrettoKey(key), &ristrettoItem{key: key, e: e}, cost, ttl)
+	return nil
+}
+
+// Name returns the store's name, the Source of its events.
+func (r *Ristretto) Name() string { return r.name }
+
+// Wait blocks until every Set made before it is applied.
+func (r *Ristretto) Wait() { r.c.Wait() }
+
+// Close stops the store's goroutines and drops its entries.
+func (r *Ristretto) Close() { r.c.Close() }
+
+func entryBytes(r *llm.Response) int64 {
+	return itemOverhead + int64(len(r.Text)+len(r.ID)+len(r.Model)+len(r.FinishReason))
+}
