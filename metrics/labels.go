@@ -1,0 +1,105 @@
+package metrics
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// Other is the label value every model, endpoint or breaker name outside
+// the bounded set maps to.
+const Other = "other"
+
+// labelSet interns a bounded set of label values. Each value gets a stable
+// index in [0, size); index size-1 is Other. With an allow-list the set is
+// fixed at construction; otherwise the first size-1 distinct values seen
+// are admitted and later ones map to Other. Lookups are lock-free reads of
+// an immutable map, so the per-call path never allocates.
+type labelSet struct {
+	empty  string   // what "" becomes
+	size   int      // number of indexes, Other included
+	names  []string // fixed length size-1; names[i] is written before i is published
+	n      int      // admitted so far, guarded by mu
+	index  atomic.Pointer[map[string]int]
+	mu     sync.Mutex
+	fixed  bool
+	filled atomic.Bool
+}
+
+// newLabelSet returns a set admitting allow (when non-empty) or the first
+// max values seen.
+func newLabelSet(allow []string, max int, empty string) *labelSet {
+	s := &labelSet{empty: empty}
+	m := make(map[string]int)
+	if len(allow) > 0 {
+		s.fixed = true
+		for _, v := range allow {
+			if _, dup := m[v]; dup {
+				continue
+			}
+			m[v] = len(s.names)
+			s.names = append(s.names, v)
+		}
+		s.n = len(s.names)
+		s.size = s.n + 1
+		s.filled.Store(true)
+	} else {
+		s.size = max + 1
+		s.names = make([]string, max)
+	}
+	s.index.Store(&m)
+	return s
+}
+
+// other returns Other's index.
+func (s *labelSet) other() int { return s.size - 1 }
+
+// name returns the label value of index i.
+func (s *labelSet) name(i int) string {
+	if i >= s.size-1 {
+		return Other
+	}
+	return s.names[i]
+}
+
+// lookup returns v's index, admitting v when there is room.
+func (s *labelSet) lookup(v string) int {
+	if v == "" {
+		v = s.empty
+	}
+	if i, ok := (*s.index.Load())[v]; ok {
+		return i
+	}
+	if s.filled.Load() {
+		return s.other()
+	}
+	return s.admit(v)
+}
+
+func (s *labelSet) admit(v string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := *s.index.Load()
+	if i, ok := old[v]; ok {
+		return i
+	}
+	if s.n >= s.size-1 {
+		s.filled.Store(true)
+		return s.other()
+	}
+	// Copy on write: the set is small and bounded, and admissions stop
+	// once it is full.
+	m := make(map[string]int, len(old)+1)
+	for k, i := range old {
+		m[k] = i
+	}
+	v = string([]byte(v)) // never keep a caller's larger backing array alive
+	i := s.n
+	s.names[i] = v
+	s.n++
+	m[v] = i
+	s.index.Store(&m)
+	if s.n == s.size-1 {
+		s.filled.Store(true)
+	}
+	return i
+}
