@@ -184,7 +184,8 @@ func (st *call) hedged(actx context.Context) (*llm.Response, error) {
 				cancelAll(r.idx)
 			case streaming && int(winner.Load()) == r.idx:
 				lastErr, decided = r.err, true
-			case errors.Is(r.err, errHedgeLost):
+			case streaming, errors.Is(r.err, errHedgeLost):
+				// a loser, canceled when the winner's first chunk arrived
 			default:
 				lastErr = r.err
 				if !llm.Retryable(r.err) {
