@@ -70,7 +70,7 @@ type pairMetrics struct {
 	endpoint, model string
 	dur             prometheus.Observer
 	durEx           prometheus.ExemplarObserver
-	ttft            prometheus.Observer
+	ttft            atomic.Pointer[prometheus.Observer] // created on the first stream
 	status          []atomic.Pointer[counterChild] // by statusIndex, created on first use
 }
 
@@ -242,7 +242,6 @@ func (p *prom) pair(endpoint, model string) *pairMetrics {
 	pm := &pairMetrics{endpoint: p.endpoints.name(e), model: p.models.name(m)}
 	pm.dur = p.duration.WithLabelValues(pm.endpoint, pm.model)
 	pm.durEx, _ = pm.dur.(prometheus.ExemplarObserver)
-	pm.ttft = p.ttft.WithLabelValues(pm.endpoint, pm.model)
 	pm.status = make([]atomic.Pointer[counterChild], numStatus)
 	if slot.CompareAndSwap(nil, pm) {
 		return pm
@@ -259,6 +258,16 @@ func (p *prom) requestCounter(pm *pairMetrics, status int) *counterChild {
 	c := newCounterChild(p.requests.WithLabelValues(pm.endpoint, pm.model, statusNames[status]))
 	slot.CompareAndSwap(nil, c)
 	return slot.Load()
+}
+
+// ttftObserver returns the TTFT child of a pair.
+func (p *prom) ttftObserver(pm *pairMetrics) prometheus.Observer {
+	if o := pm.ttft.Load(); o != nil {
+		return *o
+	}
+	o := p.ttft.WithLabelValues(pm.endpoint, pm.model)
+	pm.ttft.CompareAndSwap(nil, &o)
+	return *pm.ttft.Load()
 }
 
 // child returns the counter in slots[i] of vec, creating it with the label
@@ -377,7 +386,7 @@ func (c *promClient) Generate(ctx context.Context, req *llm.Request) (resp *llm.
 		rc.c.Inc()
 	}
 	if st != nil && st.seen {
-		pm.ttft.Observe(st.ttft.Seconds())
+		p.ttftObserver(pm).Observe(st.ttft.Seconds())
 	}
 	if !p.sawAttempt.Load() && (err != nil || !resp.Cached) {
 		// No resilience layer reports attempts: this call was one.

@@ -1,0 +1,390 @@
+package metrics_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/llmkit/llmkit/llm"
+	"github.com/llmkit/llmkit/llm/llmtest"
+	"github.com/llmkit/llmkit/metrics"
+)
+
+func TestPrometheusConformance(t *testing.T) {
+	llmtest.Run(t, func(t *testing.T, up llm.Client) llm.Client {
+		mw, err := metrics.Prometheus(prometheus.NewRegistry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mw(up)
+	})
+}
+
+// A scripted sequence of calls and events gives exactly this exposition.
+// synctest's fake clock makes the durations exact: the fake waits 1.5 s,
+// 7 s and 0.3 s (stream: first chunk at 0.3 s, the rest 0.2 s apart).
+func TestPrometheusExposition(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		mw := must(metrics.Prometheus(reg, metrics.WithModels("gpt-a"), metrics.WithEndpoints("chat"), metrics.WithExemplars(false)))
+		fake := &llmtest.Fake{Steps: []llmtest.Step{
+			{Latency: 1500 * time.Millisecond, Response: &llm.Response{
+				Usage: llm.Usage{InputTokens: 10, OutputTokens: 5, CachedInputTokens: 2},
+				Quota: &llm.Quota{RemainingRequests: 99, RemainingTokens: 5000, LimitRequests: 100, LimitTokens: -1},
+			}},
+			{Latency: 7 * time.Second, Err: &llm.Error{Kind: llm.KindRateLimited, Status: 429,
+				Quota: &llm.Quota{RemainingRequests: 0, RemainingTokens: -1, LimitRequests: 100, LimitTokens: -1}}},
+			{Latency: 300 * time.Millisecond, Chunks: []string{"a", " b"}, ChunkDelay: 200 * time.Millisecond,
+				Response: &llm.Response{Usage: llm.Usage{InputTokens: 3, OutputTokens: 2}}},
+			{Response: &llm.Response{Usage: llm.Usage{InputTokens: 1, OutputTokens: 1}}},
+		}}
+		plain := mw(fake)
+		ctx := context.Background()
+		// Phase 1: no resilience layer, so each call counts as one attempt.
+		if _, err := plain.Generate(ctx, &llm.Request{Model: "gpt-a", Endpoint: "chat", Messages: []llm.Message{llm.User("hi")}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := plain.Generate(ctx, &llm.Request{Model: "gpt-a", Endpoint: "chat"}); !errors.Is(err, llm.ErrRateLimited) {
+			t.Fatalf("want the rate-limit error, got %v", err)
+		}
+		stream := &llm.Request{Model: "unlisted-model", Endpoint: "unlisted-endpoint", Stream: func(llm.Chunk) error { return nil }}
+		if _, err := plain.Generate(ctx, stream); err != nil {
+			t.Fatal(err)
+		}
+		// Phase 2: the decorators inside report attempts, a retry, cache,
+		// breaker, fallback and limiter events.
+		withEvents := mw(emitting(
+			llm.Event{Kind: llm.EventCacheMiss, Source: "memory"},
+			llm.Event{Kind: llm.EventAttempt, Attempt: 1, Err: llmtest.Error(llm.KindUnavailable)},
+			llm.Event{Kind: llm.EventRetry, Attempt: 1, Delay: time.Second},
+			llm.Event{Kind: llm.EventAttempt, Attempt: 2},
+			llm.Event{Kind: llm.EventBreakerState, Source: "openai", State: llm.BreakerOpen},
+			llm.Event{Kind: llm.EventFallback, Reason: "circuit_open", Source: "backup"},
+			llm.Event{Kind: llm.EventFallback, Reason: "not a kind"},
+			llm.Event{Kind: llm.EventRejected, Reason: "rate_limit"},
+			llm.Event{Kind: llm.EventRejected, Reason: "bulkhead"},
+			llm.Event{Kind: llm.EventCacheHit},
+			llm.Event{Kind: llm.EventCacheStale},
+			llm.Event{Kind: llm.EventCacheCoalesced},
+			llm.Event{Kind: llm.EventCacheError},
+		)(fake))
+		if _, err := withEvents.Generate(ctx, &llm.Request{Model: "gpt-a", Endpoint: "chat"}); err != nil {
+			t.Fatal(err)
+		}
+
+		want := `
+# HELP llm_active_requests LLM calls in flight.
+# TYPE llm_active_requests gauge
+llm_active_requests 0
+# HELP llm_cache_requests_total Cache lookups by result (hit, miss, stale, coalesced, error).
+# TYPE llm_cache_requests_total counter
+llm_cache_requests_total{result="coalesced"} 1
+llm_cache_requests_total{result="error"} 1
+llm_cache_requests_total{result="hit"} 1
+llm_cache_requests_total{result="miss"} 1
+llm_cache_requests_total{result="stale"} 1
+# HELP llm_circuit_breaker_state Circuit breaker state: 0 closed, 1 half-open, 2 open.
+# TYPE llm_circuit_breaker_state gauge
+llm_circuit_breaker_state{name="openai"} 2
+# HELP llm_fallbacks_total Answers produced by a fallback, by the kind of error that triggered it.
+# TYPE llm_fallbacks_total counter
+llm_fallbacks_total{reason="circuit_open"} 1
+llm_fallbacks_total{reason="unknown"} 1
+# HELP llm_provider_calls_total Provider attempts (retries and hedges included) by outcome.
+# TYPE llm_provider_calls_total counter
+llm_provider_calls_total{status="ok"} 3
+llm_provider_calls_total{status="rate_limited"} 1
+llm_provider_calls_total{status="unavailable"} 1
+# HELP llm_quota_remaining Remaining provider quota from its rate-limit headers, by kind (requests, tokens).
+# TYPE llm_quota_remaining gauge
+llm_quota_remaining{kind="requests"} 0
+llm_quota_remaining{kind="tokens"} 5000
+# HELP llm_rate_limited_total Calls refused by a client-side limiter, by reason (rate_limit, bulkhead, adaptive_limit, budget).
+# TYPE llm_rate_limited_total counter
+llm_rate_limited_total{reason="bulkhead"} 1
+llm_rate_limited_total{reason="rate_limit"} 1
+# HELP llm_request_duration_seconds Duration of LLM calls, retries and waits included.
+# TYPE llm_request_duration_seconds histogram
+llm_request_duration_seconds_bucket{endpoint="chat",model="gpt-a",le="0.1"} 1
+llm_request_duration_seconds_bucket{endpoint="chat",model="gpt-a",le="0.5"} 1
+llm_request_duration_seconds_bucket{endpoint="chat",model="gpt-a",le="1"} 1
+llm_request_duration_seconds_bucket{endpoint="chat",model="gpt-a",le="2"} 2
+llm_request_duration_seconds_bucket{endpoint="chat",model="gpt-a",le="5"} 2
+llm_request_duration_seconds_bucket{endpoint="chat",model="gpt-a",le="10"} 3
+llm_request_duration_seconds_bucket{endpoint="chat",model="gpt-a",le="20"} 3
+llm_request_duration_seconds_bucket{endpoint="chat",model="gpt-a",le="30"} 3
+llm_request_duration_seconds_bucket{endpoint="chat",model="gpt-a",le="60"} 3
+llm_request_duration_seconds_bucket{endpoint="chat",model="gpt-a",le="120"} 3
+llm_request_duration_seconds_bucket{endpoint="chat",model="gpt-a",le="+Inf"} 3
+llm_request_duration_seconds_sum{endpoint="chat",model="gpt-a"} 8.5
+llm_request_duration_seconds_count{endpoint="chat",model="gpt-a"} 3
+llm_request_duration_seconds_bucket{endpoint="other",model="other",le="0.1"} 0
+llm_request_duration_seconds_bucket{endpoint="other",model="other",le="0.5"} 1
+llm_request_duration_seconds_bucket{endpoint="other",model="other",le="1"} 1
+llm_request_duration_seconds_bucket{endpoint="other",model="other",le="2"} 1
+llm_request_duration_seconds_bucket{endpoint="other",model="other",le="5"} 1
+llm_request_duration_seconds_bucket{endpoint="other",model="other",le="10"} 1
+llm_request_duration_seconds_bucket{endpoint="other",model="other",le="20"} 1
+llm_request_duration_seconds_bucket{endpoint="other",model="other",le="30"} 1
+llm_request_duration_seconds_bucket{endpoint="other",model="other",le="60"} 1
+llm_request_duration_seconds_bucket{endpoint="other",model="other",le="120"} 1
+llm_request_duration_seconds_bucket{endpoint="other",model="other",le="+Inf"} 1
+llm_request_duration_seconds_sum{endpoint="other",model="other"} 0.5
+llm_request_duration_seconds_count{endpoint="other",model="other"} 1
+# HELP llm_requests_total LLM calls by final outcome: status is ok or the error kind.
+# TYPE llm_requests_total counter
+llm_requests_total{endpoint="chat",model="gpt-a",status="ok"} 2
+llm_requests_total{endpoint="chat",model="gpt-a",status="rate_limited"} 1
+llm_requests_total{endpoint="other",model="other",status="ok"} 1
+# HELP llm_retries_total Retries scheduled.
+# TYPE llm_retries_total counter
+llm_retries_total 1
+# HELP llm_time_to_first_token_seconds Time from the start of a streamed call to its first chunk.
+# TYPE llm_time_to_first_token_seconds histogram
+llm_time_to_first_token_seconds_bucket{endpoint="other",model="other",le="0.05"} 0
+llm_time_to_first_token_seconds_bucket{endpoint="other",model="other",le="0.1"} 0
+llm_time_to_first_token_seconds_bucket{endpoint="other",model="other",le="0.25"} 0
+llm_time_to_first_token_seconds_bucket{endpoint="other",model="other",le="0.5"} 1
+llm_time_to_first_token_seconds_bucket{endpoint="other",model="other",le="1"} 1
+llm_time_to_first_token_seconds_bucket{endpoint="other",model="other",le="2"} 1
+llm_time_to_first_token_seconds_bucket{endpoint="other",model="other",le="5"} 1
+llm_time_to_first_token_seconds_bucket{endpoint="other",model="other",le="10"} 1
+llm_time_to_first_token_seconds_bucket{endpoint="other",model="other",le="30"} 1
+llm_time_to_first_token_seconds_bucket{endpoint="other",model="other",le="+Inf"} 1
+llm_time_to_first_token_seconds_sum{endpoint="other",model="other"} 0.3
+llm_time_to_first_token_seconds_count{endpoint="other",model="other"} 1
+# HELP llm_tokens_total Tokens reported by the provider, by type (input, output, cached_input).
+# TYPE llm_tokens_total counter
+llm_tokens_total{type="cached_input"} 2
+llm_tokens_total{type="input"} 14
+llm_tokens_total{type="output"} 8
+`
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(want)); err != nil {
+			t.Fatal(err)
+		}
+		// Every exported family is one MetricNames lists.
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		names := map[string]bool{}
+		for _, n := range metrics.MetricNames("") {
+			names[n] = true
+		}
+		if len(mfs) != len(names) {
+			t.Errorf("exported %d families, MetricNames lists %d", len(mfs), len(names))
+		}
+		for _, mf := range mfs {
+			if !names[mf.GetName()] {
+				t.Errorf("family %s is not in MetricNames", mf.GetName())
+			}
+		}
+	})
+}
+
+// Building the middleware twice on one registry reuses the collectors:
+// both count into the same series.
+func TestPrometheusIdempotentRegistration(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	a := must(metrics.Prometheus(reg))(&llmtest.Fake{})
+	b := must(metrics.Prometheus(reg))(&llmtest.Fake{})
+	for _, c := range []llm.Client{a, b} {
+		if _, err := c.Generate(context.Background(), &llm.Request{Model: "m", Endpoint: "e"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := `
+# HELP llm_requests_total LLM calls by final outcome: status is ok or the error kind.
+# TYPE llm_requests_total counter
+llm_requests_total{endpoint="e",model="m",status="ok"} 2
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "llm_requests_total"); err != nil {
+		t.Fatal(err)
+	}
+	// A different collector under the same name is an error, not a panic.
+	reg2 := prometheus.NewRegistry()
+	reg2.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "llm_active_requests", Help: "x"}))
+	if _, err := metrics.Prometheus(reg2); err == nil {
+		t.Fatal("want an error for a clashing collector")
+	}
+}
+
+func TestPrometheusOptionsValidated(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	for name, opt := range map[string]metrics.PromOption{
+		"namespace":      metrics.WithNamespace("bad-name"),
+		"max endpoints":  metrics.WithMaxEndpoints(0),
+		"max models":     metrics.WithMaxModels(0),
+		"buckets order":  metrics.WithDurationBuckets(1, 0.5),
+		"buckets empty":  metrics.WithTTFTBuckets(),
+		"native factor":  metrics.WithNativeHistograms(1),
+		"reserved model": metrics.WithModels("other"),
+	} {
+		if _, err := metrics.Prometheus(reg, opt); err == nil {
+			t.Errorf("%s: want an error", name)
+		}
+	}
+	if _, err := metrics.Prometheus(nil); err == nil {
+		t.Error("nil Registerer: want an error")
+	}
+	if _, err := metrics.Prometheus(reg, nil, metrics.WithNamespace("svc")); err != nil {
+		t.Errorf("a nil option must be ignored: %v", err)
+	}
+	want := []string{"svc_requests_total", "svc_quota_remaining"}
+	got := strings.Join(metrics.MetricNames("svc"), " ")
+	for _, w := range want {
+		if !strings.Contains(got, w) {
+			t.Errorf("MetricNames(svc) = %s, missing %s", got, w)
+		}
+	}
+}
+
+// 100,000 calls with random models, endpoints, tenants and outcomes leave
+// at most 50 series in every family.
+func TestPrometheusCardinality(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	mw := must(metrics.Prometheus(reg, metrics.WithModels("gpt-a", "gpt-b", "claude"), metrics.WithMaxEndpoints(5)))
+	rng := rand.New(rand.NewPCG(1, 2))
+	up := llm.ClientFunc(func(ctx context.Context, req *llm.Request) (*llm.Response, error) {
+		llm.Emit(ctx, llm.Event{Kind: llm.EventBreakerState, Source: req.Tenant})
+		llm.Emit(ctx, llm.Event{Kind: llm.EventFallback, Reason: req.Tenant})
+		llm.Emit(ctx, llm.Event{Kind: llm.EventRejected, Reason: req.Tenant})
+		if rng.IntN(10) == 0 {
+			return nil, llmtest.Error(llm.KindRateLimited)
+		}
+		return &llm.Response{Text: "ok", Model: req.Model, Usage: llm.Usage{InputTokens: 1, OutputTokens: 1}}, nil
+	})
+	c := mw(up)
+	models := []string{"gpt-a", "gpt-b", "claude"}
+	for i := range 100_000 {
+		req := &llm.Request{
+			Model:    fmt.Sprintf("model-%d", rng.IntN(1_000_000)),
+			Endpoint: fmt.Sprintf("endpoint-%d", rng.IntN(1_000_000)),
+			Tenant:   fmt.Sprintf("tenant-%d", rng.IntN(1_000_000)),
+		}
+		if i%3 == 0 {
+			req.Model = models[(i/3)%len(models)]
+		}
+		if i%50 == 0 {
+			req.Stream = func(llm.Chunk) error { return nil }
+		}
+		_, _ = c.Generate(context.Background(), req)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if n := len(mf.Metric); n > 50 {
+			t.Errorf("%s has %d series, want <= 50", mf.GetName(), n)
+		}
+		for _, m := range mf.Metric {
+			for _, lp := range m.Label {
+				// Breaker names come from Event.Source, bounded to the first
+				// 16 seen; no other label may carry a tenant or a free-form model.
+				if lp.GetName() != "name" && strings.Contains(lp.GetValue(), "tenant") || lp.GetName() == "model" && strings.HasPrefix(lp.GetValue(), "model-") {
+					t.Errorf("%s: unbounded label value %s=%q", mf.GetName(), lp.GetName(), lp.GetValue())
+				}
+			}
+		}
+	}
+	// The allow-listed models keep their own series.
+	for _, m := range append(models, metrics.Other) {
+		if !hasLabel(mfs, "llm_requests_total", "model", m) {
+			t.Errorf("llm_requests_total has no series for model %q", m)
+		}
+	}
+}
+
+func hasLabel(mfs []*dto.MetricFamily, family, name, value string) bool {
+	for _, mf := range mfs {
+		if mf.GetName() != family {
+			continue
+		}
+		for _, m := range mf.Metric {
+			for _, lp := range m.Label {
+				if lp.GetName() == name && lp.GetValue() == value {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// With an active span, the duration observation carries its trace id as an
+// exemplar.
+func TestPrometheusExemplar(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := must(metrics.Prometheus(reg))(&llmtest.Fake{})
+	tp := sdktrace.NewTracerProvider()
+	defer func() { _ = tp.Shutdown(context.Background()) }()
+	ctx, span := tp.Tracer("t").Start(context.Background(), "parent")
+	defer span.End()
+	if _, err := c.Generate(ctx, &llm.Request{Model: "m"}); err != nil {
+		t.Fatal(err)
+	}
+	mfs := must(reg.Gather())
+	want := span.SpanContext().TraceID().String()
+	found := false
+	for _, mf := range mfs {
+		if mf.GetName() != "llm_request_duration_seconds" {
+			continue
+		}
+		for _, b := range mf.Metric[0].GetHistogram().GetBucket() {
+			if ex := b.GetExemplar(); ex != nil && ex.GetLabel()[0].GetValue() == want {
+				found = true
+			}
+		}
+	}
+	if !found {
+		t.Fatal("no exemplar with the span's trace id")
+	}
+}
+
+// Native histograms keep the classic buckets and add a schema.
+func TestPrometheusNativeHistograms(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := must(metrics.Prometheus(reg, metrics.WithNativeHistograms(1.1)))(&llmtest.Fake{})
+	if _, err := c.Generate(context.Background(), &llm.Request{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range must(reg.Gather()) {
+		if mf.GetName() == "llm_request_duration_seconds" {
+			h := mf.Metric[0].GetHistogram()
+			if h.Schema == nil || len(h.GetBucket()) == 0 {
+				t.Fatalf("want native and classic buckets, got %v", h)
+			}
+			return
+		}
+	}
+	t.Fatal("no duration histogram")
+}
+
+// The per-call path allocates nothing once its series exist, without events.
+func TestPrometheusAllocs(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	up := llm.ClientFunc(func(context.Context, *llm.Request) (*llm.Response, error) { return okResp, nil })
+	noEvents := must(metrics.Prometheus(reg, metrics.WithEvents(false)))(up)
+	req := &llm.Request{Model: "m", Endpoint: "e"}
+	ctx := context.Background()
+	if n := testing.AllocsPerRun(1000, func() { _, _ = noEvents.Generate(ctx, req) }); n != 0 {
+		t.Errorf("WithEvents(false): %v allocs per call, want 0", n)
+	}
+	withEvents := must(metrics.Prometheus(reg))(up)
+	if n := testing.AllocsPerRun(1000, func() { _, _ = withEvents.Generate(ctx, req) }); n != 1 {
+		t.Errorf("with events: %v allocs per call, want exactly 1 (llm.WithObserver)", n)
+	}
+}
+
+var okResp = &llm.Response{Text: "ok", Model: "m", Usage: llm.Usage{InputTokens: 3, OutputTokens: 2}}
