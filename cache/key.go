@@ -70,8 +70,8 @@ const directWrite = 256
 // scratch buffer, so that a key costs no allocation.
 type hasher struct {
 	lo, hi, sc *xxhash.Digest
-	buf    []byte
-	keys   []string
+	buf        []byte
+	keys       []string
 }
 
 var hasherPool = sync.Pool{New: func() any {
