@@ -258,8 +258,9 @@ type Capturer struct {
 	fr    *trace.FlightRecorder
 	begin beginFunc
 
-	calls atomic.Uint64 // for Sample
-	next  atomic.Int64  // unix nanoseconds before which no capture starts
+	calls    atomic.Uint64 // for Sample
+	watchers sync.Pool     // of *slowCall, for Threshold
+	next     atomic.Int64  // unix nanoseconds before which no capture starts
 
 	mu     sync.Mutex
 	closed bool
@@ -362,23 +363,41 @@ func (c *Capturer) Middleware(next llm.Client) llm.Client {
 		if c.cfg.threshold == 0 {
 			return next.Generate(ctx, req)
 		}
-		// A call that would reach its threshold inside the cool-down cannot
-		// trigger: skip the timer.
-		if time.Now().Add(c.cfg.threshold).UnixNano() < c.next.Load() {
-			return next.Generate(ctx, req)
-		}
-		s := &slowCall{c: c, req: req}
-		s.timer = time.AfterFunc(c.cfg.threshold, s.fire)
+		s := c.watch(req)
 		resp, err := next.Generate(ctx, req)
-		if !s.timer.Stop() {
-			s.done()
-		}
+		c.unwatch(s)
 		return resp, err
 	})
 }
 
+// watch arms a timer that fires when the call passes the threshold. The
+// watchers and their timers are pooled: an uncaptured call costs a timer
+// Reset and Stop and no allocation.
+func (c *Capturer) watch(req *llm.Request) *slowCall {
+	s, _ := c.watchers.Get().(*slowCall)
+	if s == nil {
+		s = &slowCall{c: c}
+		s.timer = time.AfterFunc(time.Hour, s.fire)
+		s.timer.Stop()
+	}
+	s.req = req
+	s.timer.Reset(c.cfg.threshold)
+	return s
+}
+
+// unwatch disarms the timer. A watcher whose timer fired is not reused:
+// its fire may still be running.
+func (c *Capturer) unwatch(s *slowCall) {
+	if s.timer.Stop() {
+		s.req = nil
+		c.watchers.Put(s)
+		return
+	}
+	s.done()
+}
+
 // slowCall is the state of one call being watched for the threshold. The
-// lock is only taken when the timer fired, which is rare.
+// lock is only taken once the timer fired, which is rare.
 type slowCall struct {
 	c     *Capturer
 	req   *llm.Request

@@ -372,3 +372,17 @@ func TestCaptureCPUProfileBusy(t *testing.T) {
 }
 
 func first(a, _ int) int { return a }
+
+func TestCaptureNoTriggerAllocs(t *testing.T) {
+	for _, opt := range []CaptureOption{Threshold(time.Hour), Sample(1 << 40)} {
+		c, _ := newFakeCapturer(t, opt)
+		client := c.Middleware(llm.ClientFunc(func(context.Context, *llm.Request) (*llm.Response, error) { return nil, nil }))
+		r := req("chat", "m")
+		ctx := context.Background()
+		client.Generate(ctx, r)
+		if n := testing.AllocsPerRun(1000, func() { client.Generate(ctx, r) }); n != 0 {
+			t.Errorf("uncaptured call: %v allocs, want 0", n)
+		}
+		c.Close()
+	}
+}
