@@ -3,6 +3,8 @@ package metrics
 import (
 	"sync"
 	"sync/atomic"
+
+	"github.com/llmkit/llmkit/llm"
 )
 
 // Other is the label value every model, endpoint or breaker name outside
@@ -94,7 +96,10 @@ func (s *labelSet) admit(v string) int {
 	}
 	v = string([]byte(v)) // never keep a caller's larger backing array alive
 	i := s.n
-	s.names[i] = v
+	// The label value is redacted: a secret pasted into a model or
+	// endpoint name never reaches an exposition. Lookups stay keyed by
+	// the raw value, so they stay on the fast path.
+	s.names[i] = llm.Redact(v)
 	s.n++
 	m[v] = i
 	s.index.Store(&m)

@@ -33,14 +33,13 @@ func Log(logger *slog.Logger, opts ...LogOption) (llm.Middleware, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	l := &logMW{logger: logger, cfg: cfg, minLevel: min(cfg.successLevel, slog.LevelWarn)}
+	l := &logMW{logger: logger, cfg: cfg}
 	return func(next llm.Client) llm.Client { return &logClient{l: l, next: next} }, nil
 }
 
 type logMW struct {
-	logger   *slog.Logger
-	cfg      logConfig
-	minLevel slog.Level
+	logger *slog.Logger
+	cfg    logConfig
 }
 
 type logClient struct {
@@ -77,7 +76,9 @@ func (c *logClient) Generate(ctx context.Context, req *llm.Request) (*llm.Respon
 	if logger == nil {
 		logger = slog.Default()
 	}
-	if !logger.Enabled(ctx, c.l.minLevel) {
+	// Failures log at Warn or Error, successes at the success level: when
+	// neither is enabled there is nothing to do.
+	if !logger.Enabled(ctx, slog.LevelWarn) && !logger.Enabled(ctx, c.l.cfg.successLevel) {
 		return c.next.Generate(ctx, req)
 	}
 	return c.l.generate(ctx, logger, req, c.next)
@@ -96,7 +97,7 @@ func (l *logMW) generate(ctx context.Context, logger *slog.Logger, req *llm.Requ
 	defer func() {
 		if !finished && logger.Enabled(ctx, slog.LevelError) {
 			logger.LogAttrs(ctx, slog.LevelError, l.cfg.message,
-				slog.String("endpoint", req.Endpoint), slog.String("model", req.Model),
+				slog.String("endpoint", llm.Redact(req.Endpoint)), slog.String("model", llm.Redact(req.Model)),
 				slog.String("status", "panic"), slog.Duration("duration", time.Since(start)))
 		}
 	}()
@@ -110,8 +111,8 @@ func (l *logMW) generate(ctx context.Context, logger *slog.Logger, req *llm.Requ
 	}
 	a := make([]slog.Attr, 0, 24)
 	a = append(a,
-		slog.String("endpoint", req.Endpoint),
-		slog.String("model", req.Model),
+		slog.String("endpoint", llm.Redact(req.Endpoint)),
+		slog.String("model", llm.Redact(req.Model)),
 		slog.String("status", statusNames[statusIndex(err)]),
 		slog.Duration("duration", d))
 	if timer != nil && timer.seen {
@@ -135,7 +136,7 @@ func (l *logMW) generate(ctx context.Context, logger *slog.Logger, req *llm.Requ
 	}
 	if err == nil {
 		a = append(a,
-			slog.String("response_model", resp.Model),
+			slog.String("response_model", llm.Redact(resp.Model)),
 			slog.Int("input_tokens", resp.Usage.InputTokens),
 			slog.Int("output_tokens", resp.Usage.OutputTokens))
 		if resp.Usage.CachedInputTokens > 0 {

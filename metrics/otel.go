@@ -152,7 +152,7 @@ func (o *otelMW) generate(ctx context.Context, req *llm.Request, next llm.Client
 	if tracing {
 		name := operationChat
 		if req.Model != "" {
-			name += " " + req.Model
+			name += " " + llm.Redact(req.Model)
 		}
 		ctx, span = o.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient))
 		defer span.End()
@@ -161,7 +161,7 @@ func (o *otelMW) generate(ctx context.Context, req *llm.Request, next llm.Client
 	if recording {
 		attrs := append(make([]attribute.KeyValue, 0, 8), o.base...)
 		if req.Model != "" {
-			attrs = append(attrs, semconv.GenAIRequestModelKey.String(req.Model))
+			attrs = append(attrs, semconv.GenAIRequestModelKey.String(llm.Redact(req.Model)))
 		}
 		if req.MaxTokens > 0 {
 			attrs = append(attrs, semconv.GenAIRequestMaxTokensKey.Int(req.MaxTokens))
@@ -232,10 +232,10 @@ func (o *otelMW) endSpan(span trace.Span, resp *llm.Response, err error) {
 	}
 	attrs := make([]attribute.KeyValue, 0, 10)
 	if resp.Model != "" {
-		attrs = append(attrs, semconv.GenAIResponseModelKey.String(resp.Model))
+		attrs = append(attrs, semconv.GenAIResponseModelKey.String(llm.Redact(resp.Model)))
 	}
 	if resp.ID != "" {
-		attrs = append(attrs, semconv.GenAIResponseIDKey.String(resp.ID))
+		attrs = append(attrs, semconv.GenAIResponseIDKey.String(llm.Redact(resp.ID)))
 	}
 	if resp.FinishReason != "" {
 		attrs = append(attrs, semconv.GenAIResponseFinishReasonsKey.StringSlice([]string{string(resp.FinishReason)}))
@@ -298,16 +298,16 @@ func (o *otelMW) Observe(ctx context.Context, ev llm.Event) {
 		a = append(a, attribute.Int("llm.attempt", ev.Attempt), attribute.Float64("llm.retry.delay_s", ev.Delay.Seconds()))
 	case llm.EventCacheHit, llm.EventCacheMiss, llm.EventCacheStale, llm.EventCacheCoalesced, llm.EventCacheError, llm.EventCacheStore:
 		name = "llm.cache"
-		a = append(a, attribute.String("llm.cache.result", cacheResult(ev.Kind)), attribute.String("llm.cache.store", ev.Source))
+		a = append(a, attribute.String("llm.cache.result", cacheResult(ev.Kind)), attribute.String("llm.cache.store", llm.Redact(ev.Source)))
 	case llm.EventFallback:
 		name = "llm.fallback"
-		a = append(a, attribute.String("llm.fallback.reason", ev.Reason), attribute.String("llm.fallback.source", ev.Source))
+		a = append(a, attribute.String("llm.fallback.reason", llm.Redact(ev.Reason)), attribute.String("llm.fallback.source", llm.Redact(ev.Source)))
 	case llm.EventRejected:
 		name = "llm.rejected"
-		a = append(a, attribute.String("llm.rejected.reason", ev.Reason))
+		a = append(a, attribute.String("llm.rejected.reason", llm.Redact(ev.Reason)))
 	case llm.EventBreakerState:
 		name = "llm.breaker"
-		a = append(a, attribute.String("llm.breaker.name", ev.Source), attribute.String("llm.breaker.state", ev.State.String()))
+		a = append(a, attribute.String("llm.breaker.name", llm.Redact(ev.Source)), attribute.String("llm.breaker.state", ev.State.String()))
 	case llm.EventHedge:
 		name = "llm.hedge"
 		a = append(a, attribute.Int("llm.attempt", ev.Attempt))

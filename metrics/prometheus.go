@@ -71,7 +71,7 @@ type pairMetrics struct {
 	dur             prometheus.Observer
 	durEx           prometheus.ExemplarObserver
 	ttft            atomic.Pointer[prometheus.Observer] // created on the first stream
-	status          []atomic.Pointer[counterChild] // by statusIndex, created on first use
+	status          []atomic.Pointer[counterChild]      // by statusIndex, created on first use
 }
 
 // prom is the state of one Prometheus middleware: collectors, label sets
