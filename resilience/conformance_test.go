@@ -40,11 +40,15 @@ func TestConformance(t *testing.T) {
 		{"RateLimit", func() (llm.Middleware, error) {
 			return RateLimit(RateLimitConfig{Requests: 100000, Bursty: true, TokensPerMinute: 100000000, PerTenant: true})
 		}, nil},
-		{"Bulkhead", func() (llm.Middleware, error) { return Bulkhead(BulkheadConfig{MaxConcurrent: 8, MaxWait: time.Minute}) }, nil},
+		{"Bulkhead", func() (llm.Middleware, error) {
+			return Bulkhead(BulkheadConfig{MaxConcurrent: 8, MaxWait: time.Minute})
+		}, nil},
 		{"AdaptiveLimit", func() (llm.Middleware, error) {
 			return AdaptiveLimit(AdaptiveLimitConfig{MinLimit: 64, MaxLimit: 256, InitialLimit: 64, MaxWait: time.Minute})
 		}, nil},
-		{"Hedge", func() (llm.Middleware, error) { return Hedge(HedgeConfig{Delay: 50 * time.Millisecond}, &BudgetConfig{}) }, nil},
+		{"Hedge", func() (llm.Middleware, error) {
+			return Hedge(HedgeConfig{Delay: 50 * time.Millisecond}, &BudgetConfig{})
+		}, nil},
 		{"Default", func() (llm.Middleware, error) { return New(DefaultConfig()) }, []llmtest.Option{nonRetryable}},
 		{"EverythingPassThrough", func() (llm.Middleware, error) {
 			cfg := fullConfig()
