@@ -5,6 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -102,4 +106,30 @@ func TestTimeDisabledAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(1000, func() { timer.Start(ctx)() }); n != 0 {
 		t.Fatalf("Timer.Start with a disabled level: %v allocs, want 0", n)
 	}
+}
+
+func TestTimeObservesPrometheusHistogram(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "rerank_duration_seconds", Help: "Time spent reranking.", Buckets: []float64{1, 2},
+		})
+		timer := NewTimer("rerank", Logger(slog.New(slog.DiscardHandler)), Histogram(h))
+		for _, d := range []time.Duration{500 * time.Millisecond, 1500 * time.Millisecond} {
+			stop := timer.Start(context.Background())
+			time.Sleep(d)
+			stop()
+		}
+		want := `
+# HELP rerank_duration_seconds Time spent reranking.
+# TYPE rerank_duration_seconds histogram
+rerank_duration_seconds_bucket{le="1"} 1
+rerank_duration_seconds_bucket{le="2"} 2
+rerank_duration_seconds_bucket{le="+Inf"} 2
+rerank_duration_seconds_sum 2
+rerank_duration_seconds_count 2
+`
+		if err := testutil.CollectAndCompare(h, strings.NewReader(want)); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
