@@ -1,0 +1,36 @@
+# The targets CI runs. `make test` is the README's test command; .ci/run
+# calls `make ci`, which is lint + test.
+
+GO          ?= go
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.PHONY: ci lint fmt vet staticcheck deploy-check test bench demo
+
+ci: lint deploy-check test
+
+lint: fmt vet staticcheck
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+staticcheck:
+	$(GO) run $(STATICCHECK) ./...
+
+# promtool checks of the Prometheus config, rules and alert unit tests.
+deploy-check:
+	@if [ -x examples/deploy/check.sh ]; then examples/deploy/check.sh; fi
+
+# Every test, with the race detector. Tests that need Redis use
+# LLMKIT_REDIS_ADDR (default 127.0.0.1:6379).
+test:
+	$(GO) test -race -count=1 ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+demo:
+	$(GO) run ./examples/demo
