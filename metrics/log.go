@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"sync/atomic"
-	"time"
 
 	"go.opentelemetry.io/otel/trace"
 
@@ -76,16 +75,18 @@ func (c *logClient) Generate(ctx context.Context, req *llm.Request) (*llm.Respon
 	if logger == nil {
 		logger = slog.Default()
 	}
-	// Failures log at Warn or Error, successes at the success level: when
-	// neither is enabled there is nothing to do.
-	if !logger.Enabled(ctx, slog.LevelWarn) && !logger.Enabled(ctx, c.l.cfg.successLevel) {
+	// Error is the highest level the middleware logs at. A handler's
+	// Enabled is monotonic in the level (every slog handler with a level
+	// threshold is), so when Error is off no line can be written: one
+	// check decides.
+	if !logger.Handler().Enabled(ctx, slog.LevelError) {
 		return c.next.Generate(ctx, req)
 	}
 	return c.l.generate(ctx, logger, req, c.next)
 }
 
 func (l *logMW) generate(ctx context.Context, logger *slog.Logger, req *llm.Request, next llm.Client) (resp *llm.Response, err error) {
-	start := time.Now()
+	start := now()
 	st := &callState{}
 	callCtx := llm.WithObserver(ctx, st)
 	var timer *streamTimer
@@ -98,12 +99,12 @@ func (l *logMW) generate(ctx context.Context, logger *slog.Logger, req *llm.Requ
 		if !finished && logger.Enabled(ctx, slog.LevelError) {
 			logger.LogAttrs(ctx, slog.LevelError, l.cfg.message,
 				slog.String("endpoint", llm.Redact(req.Endpoint)), slog.String("model", llm.Redact(req.Model)),
-				slog.String("status", "panic"), slog.Duration("duration", time.Since(start)))
+				slog.String("status", "panic"), slog.Duration("duration", now() - start))
 		}
 	}()
 	resp, err = next.Generate(callCtx, callReq)
 	finished = true
-	d := time.Since(start)
+	d := now() - start
 
 	level := l.levelFor(resp, err)
 	if !logger.Enabled(ctx, level) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -147,7 +146,7 @@ func (c *otelClient) Generate(ctx context.Context, req *llm.Request) (*llm.Respo
 }
 
 func (o *otelMW) generate(ctx context.Context, req *llm.Request, next llm.Client, tracing, metering bool) (resp *llm.Response, err error) {
-	start := time.Now()
+	start := now()
 	span := trace.SpanFromContext(context.Background())
 	if tracing {
 		name := operationChat
@@ -193,7 +192,7 @@ func (o *otelMW) generate(ctx context.Context, req *llm.Request, next llm.Client
 		}
 	}()
 	resp, err = next.Generate(ctx, req)
-	d := time.Since(start).Seconds()
+	d := (now() - start).Seconds()
 
 	if recording {
 		o.endSpan(span, resp, err)

@@ -352,7 +352,7 @@ func (c *promClient) Generate(ctx context.Context, req *llm.Request) (resp *llm.
 	p := c.p
 	pm := p.pair(req.Endpoint, req.Model)
 	p.active.Inc()
-	start := time.Now()
+	start := now()
 	var st *streamTimer
 	if req.Stream != nil {
 		req, st = timeStream(req, start)
@@ -369,7 +369,7 @@ func (c *promClient) Generate(ctx context.Context, req *llm.Request) (resp *llm.
 	}()
 	resp, err = c.next.Generate(ctx, req)
 	finished = true
-	d := time.Since(start).Seconds()
+	d := (now() - start).Seconds()
 
 	status := statusIndex(err)
 	rc := p.requestCounter(pm, status)
