@@ -99,7 +99,7 @@ func (l *logMW) generate(ctx context.Context, logger *slog.Logger, req *llm.Requ
 		if !finished && logger.Enabled(ctx, slog.LevelError) {
 			logger.LogAttrs(ctx, slog.LevelError, l.cfg.message,
 				slog.String("endpoint", llm.Redact(req.Endpoint)), slog.String("model", llm.Redact(req.Model)),
-				slog.String("status", "panic"), slog.Duration("duration", now() - start))
+				slog.String("status", "panic"), slog.Duration("duration", now()-start))
 		}
 	}()
 	resp, err = next.Generate(callCtx, callReq)

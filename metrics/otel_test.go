@@ -129,7 +129,7 @@ func TestOTelSpanAndInstruments(t *testing.T) {
 	}
 	var events []string
 	for _, ev := range s.Events() {
-		events = append(events, ev.Name+":"+attrMap(ev.Attributes)["llm.cache.result"].Emit()+attrMap(ev.Attributes)["error.type"].Emit()+attrMap(ev.Attributes)["llm.fallback.reason"].Emit())
+		events = append(events, ev.Name+":"+attrMap(ev.Attributes)["llm.cache.result"].String()+attrMap(ev.Attributes)["error.type"].String()+attrMap(ev.Attributes)["llm.fallback.reason"].String())
 	}
 	if want := []string{"llm.cache:miss", "llm.retry:rate_limited", "llm.fallback:timeout"}; len(events) != 3 || events[0] != want[0] || events[1] != want[1] || events[2] != want[2] {
 		t.Errorf("span events %v, want %v", events, want)
