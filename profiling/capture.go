@@ -353,20 +353,18 @@ func (c *Capturer) Middleware(next llm.Client) llm.Client {
 		if req == nil {
 			return next.Generate(ctx, req)
 		}
+		// The deferred calls end the watch even when next panics.
 		if c.cfg.sample > 0 && c.calls.Add(1)%c.cfg.sample == 0 {
 			if w := c.trigger(ReasonSampled, req); w != nil {
-				resp, err := next.Generate(ctx, req)
-				w.callDone()
-				return resp, err
+				defer w.callDone()
+				return next.Generate(ctx, req)
 			}
 		}
 		if c.cfg.threshold == 0 {
 			return next.Generate(ctx, req)
 		}
-		s := c.watch(req)
-		resp, err := next.Generate(ctx, req)
-		c.unwatch(s)
-		return resp, err
+		defer c.unwatch(c.watch(req))
+		return next.Generate(ctx, req)
 	})
 }
 

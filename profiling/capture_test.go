@@ -386,3 +386,29 @@ func TestCaptureNoTriggerAllocs(t *testing.T) {
 		c.Close()
 	}
 }
+
+func TestCapturePanicEndsWatch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, rec := newFakeCapturer(t, Threshold(100*time.Millisecond), Sample(2), MaxWindow(time.Minute))
+		client := c.Middleware(&llmtest.Fake{Default: llmtest.Step{Latency: 10 * time.Millisecond, Panic: "boom"}})
+		for range 2 { // the first is watched by the threshold, the second sampled
+			func() {
+				defer func() {
+					if recover() == nil {
+						t.Fatal("panic swallowed")
+					}
+				}()
+				client.Generate(context.Background(), req("chat", "m"))
+			}()
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		got := rec.captures()
+		// Only the sampled call captured, and its window ended with the
+		// panic (10 ms), not at MaxWindow; the threshold timer never fired.
+		if len(got) != 1 || got[0].Reason != ReasonSampled || got[0].Window != 10*time.Millisecond {
+			t.Fatalf("captures after panics: %+v", got)
+		}
+		c.Close()
+	})
+}
