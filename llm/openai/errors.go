@@ -1,6 +1,7 @@
 package openai
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -199,17 +200,32 @@ func (c *Client) classify(ctx context.Context, err error, raw *http.Response) er
 		if apiErr.Request != nil {
 			req = apiErr.Request
 		}
-		return c.httpError(apiErr.StatusCode, APIError{Message: apiErr.Message, Type: apiErr.Type, Code: apiErr.Code}, hdr, req, err)
+		body := APIError{Message: apiErr.Message, Type: apiErr.Type, Code: apiErr.Code}
+		if body == (APIError{}) && apiErr.Response != nil {
+			// The body had no {"error": {...}} object (a compatible server
+			// or a proxy with its own shape): the SDK left the fields
+			// empty, so parse the body here.
+			body = ParseErrorBody(rereadBody(apiErr.Response))
+		}
+		return c.httpError(apiErr.StatusCode, body, hdr, req, err)
 	case raw != nil && raw.StatusCode >= 400:
 		// The SDK could not decode the body as {"error": {...}} (a
 		// compatible server or a proxy with its own shape); read it here.
-		var body []byte
-		if raw.Body != nil {
-			body, _ = io.ReadAll(io.LimitReader(raw.Body, maxErrorBody))
-		}
-		return c.httpError(raw.StatusCode, ParseErrorBody(body), hdr, req, nil)
+		return c.httpError(raw.StatusCode, ParseErrorBody(rereadBody(raw)), hdr, req, nil)
 	}
 	return c.transportError(err, hdr, req)
+}
+
+// rereadBody reads up to maxErrorBody bytes of an error response's body
+// (which the SDK has already buffered) and puts them back, so that the
+// SDK error's DumpResponse still shows them.
+func rereadBody(res *http.Response) []byte {
+	if res.Body == nil {
+		return nil
+	}
+	b, _ := io.ReadAll(io.LimitReader(res.Body, maxErrorBody))
+	res.Body = io.NopCloser(bytes.NewReader(b))
+	return b
 }
 
 func (c *Client) httpError(status int, body APIError, hdr http.Header, req *http.Request, cause error) *llm.Error {
