@@ -155,6 +155,8 @@ func replay(stream func(llm.Chunk) error, text string, size int) error {
 
 // flight is one provider call that identical concurrent misses wait for.
 type flight struct {
+	// done is made by the first follower (under Cache.mu) and closed when
+	// the flight lands, so a miss nobody joins costs no channel.
 	done chan struct{}
 	// resp is the leader's answer as the followers share it: a copy the
 	// leader's caller cannot reach. Set before done is closed.
@@ -174,15 +176,19 @@ func (cl *client) coalesced(ctx context.Context, req *llm.Request, key Key) (*ll
 		c.mu.Lock()
 		f, ok := c.flights[key]
 		if !ok {
-			f = &flight{done: make(chan struct{})}
+			f = &flight{}
 			c.flights[key] = f
 			c.mu.Unlock()
 			return cl.call(ctx, req, key, f)
 		}
+		if f.done == nil {
+			f.done = make(chan struct{})
+		}
+		done := f.done
 		c.mu.Unlock()
 		c.emit(ctx, llm.EventCacheCoalesced, req, nil)
 		select {
-		case <-f.done:
+		case <-done:
 		case <-ctx.Done():
 			return nil, llm.FromContext(ctx, provider)
 		}
@@ -237,13 +243,18 @@ func (cl *client) call(ctx context.Context, req *llm.Request, key Key, f *flight
 
 // land ends a flight: later misses start a new one, and its followers wake.
 func (c *Cache) land(key Key, f *flight, resp *llm.Response, err error, retry bool) {
+	// The outcome is written before the flight leaves the map under the
+	// lock, and followers read it after done closes: both orderings hold.
+	f.resp, f.err, f.retry = resp, err, retry
 	c.mu.Lock()
 	if c.flights[key] == f {
 		delete(c.flights, key)
 	}
+	done := f.done
 	c.mu.Unlock()
-	f.resp, f.err, f.retry = resp, err, retry
-	close(f.done)
+	if done != nil {
+		close(done)
+	}
 }
 
 // keep stores resp when the request and the answer allow it and returns

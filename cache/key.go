@@ -38,13 +38,10 @@ func (k Key) String() string {
 	return string(b[:])
 }
 
-// The seeds of the three hashes: two independent 64-bit halves of the
-// digest and one for the tenant scope. They are part of the key version.
-const (
-	seedDigestLo = 0x6c6c6d6b69742d31 // "llmkit-1"
-	seedDigestHi = 0x9e3779b97f4a7c15
-	seedScope    = 0x736370652d746e74
-)
+// hiPrefix starts the input of the digest's high half: the low half is
+// xxh64(encoding), the high half xxh64(hiPrefix || encoding), two 64-bit
+// hashes of different inputs. Both are part of the key version.
+var hiPrefix = [8]byte{'l', 'l', 'm', 'k', 'i', 't', 'h', 'i'}
 
 // Field tags keep the encoding self-delimiting and injective: every field
 // is a tag followed by a fixed-size or length-prefixed value.
@@ -62,46 +59,61 @@ const (
 	tagEnd
 )
 
-// directWrite is the string length above which a string is hashed in
-// place rather than copied into the buffer.
-const directWrite = 256
+// bufLimit is how much of the encoding is kept in the buffer and hashed in
+// one shot; a longer encoding spills into streaming digests. Both paths
+// give the same key (a test changes it to prove that).
+var bufLimit = 8 << 10
 
-// hasher is the pooled per-call state of key computation: two digests and a
-// scratch buffer, so that a key costs no allocation.
+// hasher is the pooled per-call state of key computation: a scratch buffer
+// holding hiPrefix and the encoding, and two digests for encodings longer
+// than bufLimit, so that a key costs no allocation.
 type hasher struct {
-	lo, hi, sc *xxhash.Digest
-	buf        []byte
-	keys       []string
+	lo, hi    *xxhash.Digest
+	buf       []byte
+	streaming bool
+	keys      []string
 }
 
 var hasherPool = sync.Pool{New: func() any {
-	return &hasher{
-		lo:  xxhash.NewWithSeed(seedDigestLo),
-		hi:  xxhash.NewWithSeed(seedDigestHi),
-		sc:  xxhash.NewWithSeed(seedScope),
-		buf: make([]byte, 0, 1024),
-	}
+	return &hasher{lo: xxhash.New(), hi: xxhash.New(), buf: make([]byte, 0, 1024)}
 }}
 
-func (h *hasher) flush() {
-	if len(h.buf) > 0 {
-		h.lo.Write(h.buf)
-		h.hi.Write(h.buf)
-		h.buf = h.buf[:0]
+// spill moves what the buffer holds into the streaming digests.
+func (h *hasher) spill() {
+	if !h.streaming {
+		h.streaming = true
+		h.lo.Reset()
+		h.hi.Reset()
+		h.hi.Write(h.buf[:len(hiPrefix)])
+		h.buf = h.buf[len(hiPrefix):]
 	}
+	h.lo.Write(h.buf)
+	h.hi.Write(h.buf)
+	h.buf = h.buf[:0]
 }
 
 func (h *hasher) uvarint(v uint64) { h.buf = binary.AppendUvarint(h.buf, v) }
 
 func (h *hasher) str(s string) {
 	h.uvarint(uint64(len(s)))
-	if len(s) > directWrite {
-		h.flush()
+	if len(h.buf)+len(s) > bufLimit {
+		h.spill()
 		h.lo.WriteString(s)
 		h.hi.WriteString(s)
 		return
 	}
 	h.buf = append(h.buf, s...)
+}
+
+func (h *hasher) bytes(b []byte) {
+	h.uvarint(uint64(len(b)))
+	if len(h.buf)+len(b) > bufLimit {
+		h.spill()
+		h.lo.Write(b)
+		h.hi.Write(b)
+		return
+	}
+	h.buf = append(h.buf, b...)
 }
 
 // float appends an optional float: a presence byte, then its IEEE bits with
@@ -125,7 +137,7 @@ func (h *hasher) float(tag byte, p *float64) {
 func KeyOf(req *llm.Request) (Key, error) {
 	h := hasherPool.Get().(*hasher)
 	k, err := h.key(req)
-	if cap(h.buf) <= 64<<10 {
+	if cap(h.buf) <= 2*bufLimit {
 		hasherPool.Put(h)
 	}
 	return k, err
@@ -133,9 +145,8 @@ func KeyOf(req *llm.Request) (Key, error) {
 
 func (h *hasher) key(req *llm.Request) (Key, error) {
 	var k Key
-	h.lo.ResetWithSeed(seedDigestLo)
-	h.hi.ResetWithSeed(seedDigestHi)
-	h.buf = append(h.buf[:0], KeyVersion, tagTenant)
+	h.streaming = false
+	h.buf = append(append(h.buf[:0], hiPrefix[:]...), KeyVersion, tagTenant)
 	h.str(req.Tenant)
 	h.buf = append(h.buf, tagModel)
 	h.str(req.Model)
@@ -171,12 +182,15 @@ func (h *hasher) key(req *llm.Request) (Key, error) {
 		}
 	}
 	h.buf = append(h.buf, tagEnd)
-	h.flush()
-	binary.LittleEndian.PutUint64(k.Digest[:8], h.lo.Sum64())
-	binary.LittleEndian.PutUint64(k.Digest[8:], h.hi.Sum64())
-	h.sc.ResetWithSeed(seedScope)
-	h.sc.WriteString(req.Tenant)
-	binary.LittleEndian.PutUint64(k.Scope[:], h.sc.Sum64())
+	if h.streaming {
+		h.spill()
+		binary.LittleEndian.PutUint64(k.Digest[:8], h.lo.Sum64())
+		binary.LittleEndian.PutUint64(k.Digest[8:], h.hi.Sum64())
+	} else {
+		binary.LittleEndian.PutUint64(k.Digest[:8], xxhash.Sum64(h.buf[len(hiPrefix):]))
+		binary.LittleEndian.PutUint64(k.Digest[8:], xxhash.Sum64(h.buf))
+	}
+	binary.LittleEndian.PutUint64(k.Scope[:], xxhash.Sum64String(req.Tenant))
 	return k, nil
 }
 
@@ -195,8 +209,7 @@ func (h *hasher) extra(extra map[string]any) error {
 			return err
 		}
 		h.str(k)
-		h.uvarint(uint64(len(v)))
-		h.buf = append(h.buf, v...)
+		h.bytes(v)
 	}
 	clear(h.keys) // do not keep the caller's strings alive in the pool
 	return nil

@@ -3,6 +3,7 @@ package cache
 import (
 	"fmt"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/llmkit/llmkit/llm"
@@ -127,10 +128,24 @@ func TestKeyEquivalentRequests(t *testing.T) {
 		}
 	})
 	t.Run("long strings hashed in place", func(t *testing.T) {
-		long := string(make([]byte, 3*directWrite))
+		long := string(make([]byte, 3*bufLimit))
 		a, b := llm.Prompt(long), llm.Prompt(long[:len(long)-1]+"\x01")
 		if mustKey(t, a) == mustKey(t, b) || mustKey(t, a) != mustKey(t, llm.Prompt(long)) {
 			t.Fatal("long strings are not hashed by content")
+		}
+	})
+	t.Run("streaming and one-shot hashing agree", func(t *testing.T) {
+		r := baseReq()
+		r.System = strings.Repeat("s", bufLimit/2)
+		r.Messages[0].Content = strings.Repeat("m", bufLimit)
+		r.Extra["big"] = strings.Repeat("e", bufLimit)
+		streamed := mustKey(t, r)
+		saved := bufLimit
+		bufLimit = 1 << 30
+		oneShot := mustKey(t, r)
+		bufLimit = saved
+		if streamed != oneShot {
+			t.Fatal("a long request's key depends on how it was hashed")
 		}
 	})
 }

@@ -34,10 +34,17 @@ type RistrettoConfig struct {
 }
 
 // Ristretto is an in-process Store on github.com/dgraph-io/ristretto/v2:
-// cost is bytes, entries expire with their TTL, and admission and eviction
-// follow ristretto's TinyLFU policy. Sets are buffered and applied
-// asynchronously: call Wait to see them from Get. Close releases its
-// goroutines.
+// cost is bytes, admission and eviction follow ristretto's TinyLFU policy,
+// and sets are buffered and applied asynchronously (call Wait to see them
+// from Get). Close releases its goroutines.
+//
+// Expiry is enforced on read, by the deadlines every Entry carries (the
+// middleware reads the clock once per call and compares), not by
+// ristretto's own TTL: that would cost a second clock read inside every
+// Get on the hit path. Get may therefore return an entry past its
+// StaleUntil, which the middleware and Cache.Stale treat as absent; such
+// entries are overwritten by the next answer or evicted by cost, so memory
+// stays bounded by MaxCost either way.
 type Ristretto struct {
 	c       *ristretto.Cache[uint64, *ristrettoItem]
 	maxItem int64
@@ -87,7 +94,7 @@ func NewRistretto(cfg RistrettoConfig) (*Ristretto, error) {
 
 func ristrettoKey(k Key) uint64 { return binary.LittleEndian.Uint64(k.Digest[:8]) }
 
-// Get returns the entry for key, fresh or within its grace window.
+// Get returns the entry for key, whatever its deadlines say.
 func (r *Ristretto) Get(_ context.Context, key Key) (Entry, bool, error) {
 	it, ok := r.c.Get(ristrettoKey(key))
 	if !ok || it.key != key {
@@ -96,8 +103,10 @@ func (r *Ristretto) Get(_ context.Context, key Key) (Entry, bool, error) {
 	return it.e, true, nil
 }
 
-// Set stores e for ttl, costed by its size in bytes. Answers bigger than
-// MaxItemBytes are skipped. The write is applied asynchronously.
+// Set stores e, costed by its size in bytes, unless ttl <= 0. Answers
+// bigger than MaxItemBytes are skipped. The write is applied
+// asynchronously. The entry's own deadlines, not ttl, decide when it stops
+// being served.
 func (r *Ristretto) Set(_ context.Context, key Key, e Entry, ttl time.Duration) error {
 	if e.Response == nil || ttl <= 0 {
 		return nil
@@ -106,7 +115,7 @@ func (r *Ristretto) Set(_ context.Context, key Key, e Entry, ttl time.Duration) 
 	if cost > r.maxItem {
 		return nil
 	}
-	r.c.SetWithTTL(ristrettoKey(key), &ristrettoItem{key: key, e: e}, cost, ttl)
+	r.c.Set(ristrettoKey(key), &ristrettoItem{key: key, e: e}, cost)
 	return nil
 }
 
