@@ -96,7 +96,7 @@ func (e *apiErrorCause) Error() string {
 	if e.typ != "" {
 		s += " " + e.typ
 	}
-	if id := e.requestID; id != "" && len(id) <= 128 && isToken(id) {
+	if id := e.requestID; isRequestID(id) {
 		s += " (request-id " + id + ")"
 	}
 	return s
@@ -206,6 +206,22 @@ func cleanMessage(s string) string {
 }
 
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+
+// isRequestID reports whether id looks like Anthropic's request ids
+// ("req_" and letters and digits), the only shape quoted: a header is
+// echoed by whatever answered, and a proxy may put anything there.
+func isRequestID(id string) bool {
+	if len(id) > 64 || !strings.HasPrefix(id, "req_") || len(id) == len("req_") {
+		return false
+	}
+	for i := len("req_"); i < len(id); i++ {
+		b := id[i]
+		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9') {
+			return false
+		}
+	}
+	return true
+}
 
 // isToken reports whether s holds only letters, digits, '_', '-' and '.'.
 func isToken(s string) bool {
