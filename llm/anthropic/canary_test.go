@@ -37,11 +37,15 @@ func TestCanaryKeyNeverInErrors(t *testing.T) {
 	echoTranslator.echoKey = true
 	servers := map[string]http.Handler{
 		"auth error quoting the key": echoTranslator,
-		"message with the key":       echoing(401, func(k string) string { return `{"type":"error","error":{"type":"authentication_error","message":"invalid key ` + k + `"}}` }),
-		"header dump in the message": echoing(400, func(k string) string { return `{"type":"error","error":{"type":"invalid_request_error","message":"X-Api-Key: ` + k + `; Authorization: Bearer ` + k + `"}}` }),
-		"html page with the key":     echoing(502, func(k string) string { return "<html>bad gateway for " + k + "</html>" }),
-		"unknown envelope":           echoing(500, func(k string) string { return `{"detail":"` + k + `"}` }),
-		"stream error event":         streamEcho,
+		"message with the key": echoing(401, func(k string) string {
+			return `{"type":"error","error":{"type":"authentication_error","message":"invalid key ` + k + `"}}`
+		}),
+		"header dump in the message": echoing(400, func(k string) string {
+			return `{"type":"error","error":{"type":"invalid_request_error","message":"X-Api-Key: ` + k + `; Authorization: Bearer ` + k + `"}}`
+		}),
+		"html page with the key": echoing(502, func(k string) string { return "<html>bad gateway for " + k + "</html>" }),
+		"unknown envelope":       echoing(500, func(k string) string { return `{"detail":"` + k + `"}` }),
+		"stream error event":     streamEcho,
 	}
 	for name, h := range servers {
 		for _, stream := range []bool{false, true} {

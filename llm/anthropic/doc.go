@@ -6,7 +6,7 @@
 // from an API key (ANTHROPIC_API_KEY when none is given):
 //
 //	sc := sdk.NewClient()                      // your client, your options
-//	client, err := anthropic.New(&sc, anthropic.WithModel("claude-sonnet-4-5"))
+//	client, err := anthropic.New(&sc, anthropic.WithModel("claude-sonnet-5-5"))
 //
 // The SDK's own retries are off on every request the adapter makes
 // (option.WithMaxRetries(0)): retries belong to the resilience package,

@@ -12,7 +12,7 @@ import (
 const (
 	// DefaultModel is the model used when neither Request.Model nor
 	// WithModel names one.
-	DefaultModel = string(sdk.ModelClaudeSonnet4_5)
+	DefaultModel = string(sdk.ModelClaudeSonnet5_5)
 	// DefaultMaxTokens is sent as max_tokens when Request.MaxTokens is 0:
 	// the Messages API requires max_tokens on every call.
 	DefaultMaxTokens = 1024
