@@ -75,6 +75,16 @@ func (b *breaker) done(ctx context.Context, ok bool) {
 	}
 }
 
+// release gives back an allowed call that was not made, without counting
+// it as a success or a failure.
+func (b *breaker) release() {
+	b.mu.Lock()
+	if b.state == llm.BreakerHalfOpen {
+		b.probing = false
+	}
+	b.mu.Unlock()
+}
+
 // State returns the breaker's state.
 func (b *breaker) State() llm.BreakerState {
 	b.mu.Lock()

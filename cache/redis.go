@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -32,6 +33,12 @@ func RedisAddr() string {
 // is open: the call was not made.
 var ErrStoreOpen = errors.New("cache: store circuit breaker is open")
 
+// ErrWritesBusy is the error Set returns when RedisConfig.AsyncWrites
+// writes are already in flight: the entry was not stored.
+var ErrWritesBusy = errors.New("cache: too many store writes in flight")
+
+var errNoContextTimeout = errors.New("cache: the Redis client needs ContextTimeoutEnabled: true, or RedisConfig.Timeout cannot bound its commands")
+
 // RedisConfig configures a Redis store. Zero fields take the defaults.
 type RedisConfig struct {
 	// Prefix starts every key, so that several caches can share a Redis.
@@ -47,6 +54,13 @@ type RedisConfig struct {
 	BreakerCooldown time.Duration
 	// MaxItemBytes is the largest encoded entry stored. Default 1 MiB.
 	MaxItemBytes int
+	// AsyncWrites, when > 0, makes Set return at once and write in the
+	// background, with at most this many writes in flight; a Set beyond
+	// that is dropped with ErrWritesBusy. A failed background write is
+	// reported as an EventCacheError under the caller's context values.
+	// Call Wait or Close to let pending writes finish. Default 0: Set
+	// writes before it returns.
+	AsyncWrites int
 	// Name is the Source of the events. Default "redis".
 	Name string
 }
@@ -67,17 +81,41 @@ type Redis struct {
 	maxItem int
 	name    string
 	br      *breaker
+
+	sem     chan struct{} // background write slots; nil when synchronous
+	pending sync.WaitGroup
 }
 
 var _ Store = (*Redis)(nil)
 
 // NewRedis returns a store over rdb (a *redis.Client, *redis.ClusterClient
 // or any redis.Cmdable). The caller owns rdb and closes it.
+//
+// The store bounds each command with a context deadline, which go-redis
+// honours only when the client's ContextTimeoutEnabled option is set, so
+// NewRedis refuses a *redis.Client or *redis.ClusterClient without it.
+// Give the client few retries and a short DialTimeout too: its own retries
+// run before the store's breaker sees a failure.
 func NewRedis(rdb redis.Cmdable, cfg RedisConfig) (*Redis, error) {
-	if rdb == nil {
+	switch c := rdb.(type) {
+	case nil:
 		return nil, errors.New("cache: nil Redis client")
+	case *redis.Client:
+		if c == nil {
+			return nil, errors.New("cache: nil Redis client")
+		}
+		if !c.Options().ContextTimeoutEnabled {
+			return nil, errNoContextTimeout
+		}
+	case *redis.ClusterClient:
+		if c == nil {
+			return nil, errors.New("cache: nil Redis client")
+		}
+		if !c.Options().ContextTimeoutEnabled {
+			return nil, errNoContextTimeout
+		}
 	}
-	if cfg.Timeout < 0 || cfg.BreakerFailures < 0 || cfg.BreakerCooldown < 0 || cfg.MaxItemBytes < 0 {
+	if cfg.Timeout < 0 || cfg.BreakerFailures < 0 || cfg.BreakerCooldown < 0 || cfg.MaxItemBytes < 0 || cfg.AsyncWrites < 0 {
 		return nil, errors.New("cache: negative RedisConfig field")
 	}
 	if cfg.Prefix == "" {
@@ -98,10 +136,14 @@ func NewRedis(rdb redis.Cmdable, cfg RedisConfig) (*Redis, error) {
 	if cfg.Name == "" {
 		cfg.Name = "redis"
 	}
-	return &Redis{
+	r := &Redis{
 		rdb: rdb, prefix: cfg.Prefix + "v1:", timeout: cfg.Timeout, maxItem: cfg.MaxItemBytes, name: cfg.Name,
 		br: &breaker{failures: cfg.BreakerFailures, cooldown: cfg.BreakerCooldown, source: cfg.Name},
-	}, nil
+	}
+	if cfg.AsyncWrites > 0 {
+		r.sem = make(chan struct{}, cfg.AsyncWrites)
+	}
+	return r, nil
 }
 
 // key returns prefix + hex(scope) + ":" + hex(digest).
@@ -139,7 +181,8 @@ func (r *Redis) Get(ctx context.Context, key Key) (Entry, bool, error) {
 }
 
 // Set encodes e and stores it for ttl. It runs even when ctx is canceled
-// (the answer is already paid for), bounded by the store's timeout.
+// (the answer is already paid for), bounded by the store's timeout; with
+// AsyncWrites it runs in the background.
 func (r *Redis) Set(ctx context.Context, key Key, e Entry, ttl time.Duration) error {
 	if e.Response == nil || ttl <= 0 {
 		return nil
@@ -151,7 +194,36 @@ func (r *Redis) Set(ctx context.Context, key Key, e Entry, ttl time.Duration) er
 	if !r.br.allow(ctx) {
 		return ErrStoreOpen
 	}
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.timeout)
+	ctx = context.WithoutCancel(ctx)
+	if r.sem == nil {
+		return r.set(ctx, key, v, ttl)
+	}
+	select {
+	case r.sem <- struct{}{}:
+	default:
+		r.br.release() // not a Redis outcome either way
+		return ErrWritesBusy
+	}
+	r.pending.Add(1)
+	go func() {
+		defer func() { <-r.sem; r.pending.Done() }()
+		if err := r.set(ctx, key, v, ttl); err != nil {
+			llm.Emit(ctx, llm.Event{Kind: llm.EventCacheError, Source: r.name, Err: err})
+		}
+	}()
+	return nil
+}
+
+// Wait blocks until every background write started before it is done.
+func (r *Redis) Wait() { r.pending.Wait() }
+
+// Close waits for background writes. It does not close the Redis client,
+// which the caller owns.
+func (r *Redis) Close() { r.pending.Wait() }
+
+// set writes v, allowed by the breaker, and records the outcome.
+func (r *Redis) set(ctx context.Context, key Key, v []byte, ttl time.Duration) error {
+	cctx, cancel := context.WithTimeout(ctx, r.timeout)
 	err := r.rdb.Set(cctx, r.key(key), v, ttl).Err()
 	cancel()
 	if err != nil {

@@ -21,12 +21,13 @@ import (
 
 func newRedisClient(addr string) *redis.Client {
 	return redis.NewClient(&redis.Options{
-		Addr:            addr,
-		DialTimeout:     200 * time.Millisecond,
-		ReadTimeout:     200 * time.Millisecond,
-		WriteTimeout:    200 * time.Millisecond,
-		MaxRetries:      -1,
-		DisableIdentity: true,
+		Addr:                  addr,
+		DialTimeout:           200 * time.Millisecond,
+		ReadTimeout:           200 * time.Millisecond,
+		WriteTimeout:          200 * time.Millisecond,
+		MaxRetries:            -1,
+		DisableIdentity:       true,
+		ContextTimeoutEnabled: true,
 	})
 }
 
@@ -289,7 +290,78 @@ func TestRedisConfigValidated(t *testing.T) {
 	if _, err := NewRedis(rdb, RedisConfig{Timeout: -1}); err == nil {
 		t.Error("a negative timeout was accepted")
 	}
+	plain := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer plain.Close()
+	if _, err := NewRedis(plain, RedisConfig{}); err == nil {
+		t.Error("a client that ignores context deadlines was accepted")
+	}
 	if _, err := NewTiered(nil, newMapStore()); err == nil {
 		t.Error("NewTiered with a nil level succeeded")
+	}
+}
+
+func TestRedisAsyncWrites(t *testing.T) {
+	rdb, prefix := liveRedis(t)
+	st := newRedisT(t, rdb, RedisConfig{Prefix: prefix, AsyncWrites: 4})
+	defer st.Close()
+	reader := newRedisT(t, rdb, RedisConfig{Prefix: prefix})
+	mw, _ := Middleware(st)
+	up := &llmtest.Fake{Default: llmtest.Step{Text: "async"}}
+	mw(up).Generate(context.Background(), det("q"))
+	st.Wait()
+	e, ok, err := reader.Get(context.Background(), mustKey(t, det("q")))
+	if err != nil || !ok || e.Response.Text != "async" {
+		t.Fatalf("after Wait: %+v, %v, %v: the background write did not land", e, ok, err)
+	}
+}
+
+// TestRedisAsyncWritesBounded points the store at a server that accepts
+// connections and never answers: the one write slot stays taken until the
+// command times out, so the next Set is refused at once, and the failed
+// background write is reported.
+func TestRedisAsyncWritesBounded(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn
+	var mu sync.Mutex
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		ln.Close()
+		<-accepted
+		mu.Lock()
+		for _, c := range held {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	rdb := newRedisClient(ln.Addr().String())
+	defer rdb.Close()
+	st := newRedisT(t, rdb, RedisConfig{AsyncWrites: 1, Timeout: 20 * time.Millisecond})
+	rec := newRecorder()
+	ctx := llm.WithObserver(context.Background(), rec)
+	e := Entry{Response: &llm.Response{Text: "x"}, Expires: time.Now().Add(time.Hour), StaleUntil: time.Now().Add(time.Hour)}
+	if err := st.Set(ctx, mustKey(t, det("a")), e, time.Hour); err != nil {
+		t.Fatalf("first Set: %v", err)
+	}
+	if err := st.Set(ctx, mustKey(t, det("b")), e, time.Hour); !errors.Is(err, ErrWritesBusy) {
+		t.Fatalf("second Set while the first is stuck: %v, want ErrWritesBusy", err)
+	}
+	st.Wait()
+	if rec.n(llm.EventCacheError) != 1 || llm.KindOf(rec.errs[0]) != llm.KindTimeout {
+		t.Fatalf("cache errors %v, want 1 timeout for the stuck background write", rec.errs)
 	}
 }
