@@ -26,8 +26,15 @@ func (c *Client) mapError(ctx context.Context, err error, raw *http.Response) er
 	if errors.As(err, &aerr) {
 		return c.apiError(aerr)
 	}
-	kind := llm.KindOf(err)
-	e := &llm.Error{Kind: kind, Provider: c.provider, Message: "request failed", Err: err}
+	kind, msg := llm.KindOf(err), "request failed"
+	if raw == nil && kind == llm.KindUnknown && strings.Contains(err.Error(), "streaming is required") {
+		// The SDK refuses, before sending, a non-streamed call whose
+		// max_tokens could take more than ten minutes (about 21,000
+		// tokens). It has no error type for it, so its text is the only
+		// sign.
+		kind, msg = llm.KindBadRequest, "max tokens too large for a non-streamed call: stream it or lower max tokens"
+	}
+	e := &llm.Error{Kind: kind, Provider: c.provider, Message: msg, Err: err}
 	if raw != nil {
 		e.Quota = parseQuota(raw.Header, c.now())
 	}
