@@ -200,7 +200,7 @@ func TestResponseMapping(t *testing.T) {
 				}
 				if stream {
 					// The empty delta is skipped; indexes stay dense.
-					wantChunks := []llm.Chunk{{0, "Hello"}, {1, ", "}, {2, "world"}}
+					wantChunks := []llm.Chunk{{Index: 0, Text: "Hello"}, {Index: 1, Text: ", "}, {Index: 2, Text: "world"}}
 					if !reflect.DeepEqual(chunks, wantChunks) {
 						t.Fatalf("chunks = %+v, want %+v", chunks, wantChunks)
 					}
