@@ -59,158 +59,151 @@ const (
 	tagEnd
 )
 
-// bufLimit is how much of the encoding is kept in the buffer and hashed in
-// one shot; a longer encoding spills into streaming digests. Both paths
-// give the same key (a test changes it to prove that).
-var bufLimit = 8 << 10
+// stackBuf is the size of the on-stack buffer small requests are encoded
+// into; larger ones use a pooled buffer.
+const stackBuf = 512
 
-// hasher is the pooled per-call state of key computation: a scratch buffer
-// holding hiPrefix and the encoding, and two digests for encodings longer
-// than bufLimit, so that a key costs no allocation.
-type hasher struct {
-	lo, hi    *xxhash.Digest
-	buf       []byte
-	streaming bool
-	keys      []string
+// maxPooled is the largest buffer kept in the pool: a request whose
+// encoding is bigger gets a buffer of its own for that call.
+const maxPooled = 64 << 10
+
+// scratch is the pooled state of key computation for requests that do not
+// fit the stack buffer or carry extras.
+type scratch struct {
+	buf  []byte
+	keys []string
 }
 
-var hasherPool = sync.Pool{New: func() any {
-	return &hasher{lo: xxhash.New(), hi: xxhash.New(), buf: make([]byte, 0, 1024)}
-}}
+var scratchPool = sync.Pool{New: func() any { return &scratch{buf: make([]byte, 0, 4096)} }}
 
-// spill moves what the buffer holds into the streaming digests.
-func (h *hasher) spill() {
-	if !h.streaming {
-		h.streaming = true
-		h.lo.Reset()
-		h.hi.Reset()
-		h.hi.Write(h.buf[:len(hiPrefix)])
-		h.buf = h.buf[len(hiPrefix):]
+// KeyOf returns the cache key of req. It does not validate req; the
+// middleware validates before it calls KeyOf. It fails only when an Extra
+// value cannot be encoded as JSON.
+//
+// The encoding is built in one buffer (on the stack for the usual small
+// request, pooled otherwise) and hashed in one shot, so a key costs no
+// allocation.
+func KeyOf(req *llm.Request) (Key, error) {
+	if len(req.Extra) == 0 && smallEncoding(req) {
+		var arr [stackBuf]byte
+		b, _ := appendEncoding(arr[:0], req, nil)
+		return sum(b, req.Tenant), nil
 	}
-	h.lo.Write(h.buf)
-	h.hi.Write(h.buf)
-	h.buf = h.buf[:0]
-}
-
-func (h *hasher) uvarint(v uint64) { h.buf = binary.AppendUvarint(h.buf, v) }
-
-func (h *hasher) str(s string) {
-	h.uvarint(uint64(len(s)))
-	if len(h.buf)+len(s) > bufLimit {
-		h.spill()
-		h.lo.WriteString(s)
-		h.hi.WriteString(s)
-		return
+	sc := scratchPool.Get().(*scratch)
+	b, err := appendEncoding(sc.buf[:0], req, &sc.keys)
+	var k Key
+	if err == nil {
+		k = sum(b, req.Tenant)
 	}
-	h.buf = append(h.buf, s...)
-}
-
-func (h *hasher) bytes(b []byte) {
-	h.uvarint(uint64(len(b)))
-	if len(h.buf)+len(b) > bufLimit {
-		h.spill()
-		h.lo.Write(b)
-		h.hi.Write(b)
-		return
+	if cap(b) <= maxPooled {
+		sc.buf = b
 	}
-	h.buf = append(h.buf, b...)
+	scratchPool.Put(sc)
+	return k, err
 }
 
-// float appends an optional float: a presence byte, then its IEEE bits with
-// -0 folded into 0 (they compare equal and mean the same to a provider).
-func (h *hasher) float(tag byte, p *float64) {
+func sum(b []byte, tenant string) Key {
+	var k Key
+	binary.LittleEndian.PutUint64(k.Digest[:8], xxhash.Sum64(b[len(hiPrefix):]))
+	binary.LittleEndian.PutUint64(k.Digest[8:], xxhash.Sum64(b))
+	binary.LittleEndian.PutUint64(k.Scope[:], xxhash.Sum64String(tenant))
+	return k
+}
+
+// smallEncoding reports whether req's encoding surely fits stackBuf: a
+// bound of its size from the lengths of its strings and a generous
+// allowance for tags and length prefixes.
+func smallEncoding(req *llm.Request) bool {
+	n := 64 + len(req.Tenant) + len(req.Model) + len(req.System) + 24*len(req.Messages) + 12*len(req.Stop)
+	if n > stackBuf {
+		return false
+	}
+	for i := range req.Messages {
+		n += len(req.Messages[i].Role) + len(req.Messages[i].Content)
+	}
+	for _, s := range req.Stop {
+		n += len(s)
+	}
+	return n <= stackBuf
+}
+
+func appendStr(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// appendFloat appends an optional float: a presence byte, then its IEEE
+// bits with -0 folded into 0 (they compare equal and mean the same to a
+// provider).
+func appendFloat(b []byte, tag byte, p *float64) []byte {
 	if p == nil {
-		h.buf = append(h.buf, tag, 0)
-		return
+		return append(b, tag, 0)
 	}
 	v := *p
 	if v == 0 {
 		v = 0
 	}
-	h.buf = append(h.buf, tag, 1)
-	h.buf = binary.LittleEndian.AppendUint64(h.buf, math.Float64bits(v))
+	return binary.LittleEndian.AppendUint64(append(b, tag, 1), math.Float64bits(v))
 }
 
-// KeyOf returns the cache key of req. It does not validate req; the
-// middleware validates before it calls KeyOf. It fails only when an Extra
-// value cannot be encoded as JSON.
-func KeyOf(req *llm.Request) (Key, error) {
-	h := hasherPool.Get().(*hasher)
-	k, err := h.key(req)
-	if cap(h.buf) <= 2*bufLimit {
-		hasherPool.Put(h)
-	}
-	return k, err
-}
-
-func (h *hasher) key(req *llm.Request) (Key, error) {
-	var k Key
-	h.streaming = false
-	h.buf = append(append(h.buf[:0], hiPrefix[:]...), KeyVersion, tagTenant)
-	h.str(req.Tenant)
-	h.buf = append(h.buf, tagModel)
-	h.str(req.Model)
-	h.buf = append(h.buf, tagSystem)
-	h.str(req.System)
-	h.buf = append(h.buf, tagMessages)
-	h.uvarint(uint64(len(req.Messages)))
+// appendEncoding appends hiPrefix and the canonical encoding of req to b.
+// keys is scratch space for sorting extras; it may be nil when req has
+// none.
+func appendEncoding(b []byte, req *llm.Request, keys *[]string) ([]byte, error) {
+	b = append(b, hiPrefix[:]...)
+	b = append(b, KeyVersion, tagTenant)
+	b = appendStr(b, req.Tenant)
+	b = appendStr(append(b, tagModel), req.Model)
+	b = appendStr(append(b, tagSystem), req.System)
+	b = binary.AppendUvarint(append(b, tagMessages), uint64(len(req.Messages)))
 	for i := range req.Messages {
 		m := &req.Messages[i]
-		h.str(string(m.Role))
-		h.str(m.Content)
+		b = appendStr(b, string(m.Role))
+		b = appendStr(b, m.Content)
 	}
-	h.buf = append(h.buf, tagMaxTokens)
-	h.buf = binary.AppendVarint(h.buf, int64(req.MaxTokens))
-	h.float(tagTemperature, req.Temperature)
-	h.float(tagTopP, req.TopP)
+	b = binary.AppendVarint(append(b, tagMaxTokens), int64(req.MaxTokens))
+	b = appendFloat(b, tagTemperature, req.Temperature)
+	b = appendFloat(b, tagTopP, req.TopP)
 	if req.Seed == nil {
-		h.buf = append(h.buf, tagSeed, 0)
+		b = append(b, tagSeed, 0)
 	} else {
-		h.buf = append(h.buf, tagSeed, 1)
-		h.buf = binary.LittleEndian.AppendUint64(h.buf, uint64(*req.Seed))
+		b = binary.LittleEndian.AppendUint64(append(b, tagSeed, 1), uint64(*req.Seed))
 	}
-	h.buf = append(h.buf, tagStop)
-	h.uvarint(uint64(len(req.Stop)))
+	b = binary.AppendUvarint(append(b, tagStop), uint64(len(req.Stop)))
 	for _, s := range req.Stop {
-		h.str(s)
+		b = appendStr(b, s)
 	}
-	h.buf = append(h.buf, tagExtra)
-	h.uvarint(uint64(len(req.Extra)))
+	b = binary.AppendUvarint(append(b, tagExtra), uint64(len(req.Extra)))
 	if len(req.Extra) > 0 {
-		if err := h.extra(req.Extra); err != nil {
-			return k, err
+		var err error
+		if b, err = appendExtra(b, req.Extra, keys); err != nil {
+			return b, err
 		}
 	}
-	h.buf = append(h.buf, tagEnd)
-	if h.streaming {
-		h.spill()
-		binary.LittleEndian.PutUint64(k.Digest[:8], h.lo.Sum64())
-		binary.LittleEndian.PutUint64(k.Digest[8:], h.hi.Sum64())
-	} else {
-		binary.LittleEndian.PutUint64(k.Digest[:8], xxhash.Sum64(h.buf[len(hiPrefix):]))
-		binary.LittleEndian.PutUint64(k.Digest[8:], xxhash.Sum64(h.buf))
-	}
-	binary.LittleEndian.PutUint64(k.Scope[:], xxhash.Sum64String(req.Tenant))
-	return k, nil
+	return append(b, tagEnd), nil
 }
 
-// extra encodes the extras in sorted key order, each value as its JSON
-// encoding (encoding/json sorts map keys, so nested maps are canonical too).
-func (h *hasher) extra(extra map[string]any) error {
-	h.keys = h.keys[:0]
+// appendExtra encodes the extras in sorted key order, each value as its
+// JSON encoding (encoding/json sorts map keys, so nested maps are canonical
+// too).
+func appendExtra(b []byte, extra map[string]any, keys *[]string) ([]byte, error) {
+	ks := (*keys)[:0]
 	for k := range extra {
-		h.keys = append(h.keys, k)
+		ks = append(ks, k)
 	}
-	slices.Sort(h.keys)
-	for _, k := range h.keys {
+	slices.Sort(ks)
+	defer func() {
+		clear(ks) // do not keep the caller's strings alive in the pool
+		*keys = ks[:0]
+	}()
+	for _, k := range ks {
 		v, err := json.Marshal(extra[k])
 		if err != nil {
-			clear(h.keys)
-			return err
+			return b, err
 		}
-		h.str(k)
-		h.bytes(v)
+		b = appendStr(b, k)
+		b = binary.AppendUvarint(b, uint64(len(v)))
+		b = append(b, v...)
 	}
-	clear(h.keys) // do not keep the caller's strings alive in the pool
-	return nil
+	return b, nil
 }

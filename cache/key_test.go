@@ -127,25 +127,22 @@ func TestKeyEquivalentRequests(t *testing.T) {
 			t.Fatal("temperature -0 and 0 have different keys")
 		}
 	})
-	t.Run("long strings hashed in place", func(t *testing.T) {
-		long := string(make([]byte, 3*bufLimit))
-		a, b := llm.Prompt(long), llm.Prompt(long[:len(long)-1]+"\x01")
-		if mustKey(t, a) == mustKey(t, b) || mustKey(t, a) != mustKey(t, llm.Prompt(long)) {
-			t.Fatal("long strings are not hashed by content")
-		}
-	})
-	t.Run("streaming and one-shot hashing agree", func(t *testing.T) {
-		r := baseReq()
-		r.System = strings.Repeat("s", bufLimit/2)
-		r.Messages[0].Content = strings.Repeat("m", bufLimit)
-		r.Extra["big"] = strings.Repeat("e", bufLimit)
-		streamed := mustKey(t, r)
-		saved := bufLimit
-		bufLimit = 1 << 30
-		oneShot := mustKey(t, r)
-		bufLimit = saved
-		if streamed != oneShot {
-			t.Fatal("a long request's key depends on how it was hashed")
+	t.Run("stack and pooled encodings agree", func(t *testing.T) {
+		for _, size := range []int{0, 100, stackBuf, 4 * stackBuf, maxPooled + 1} {
+			r := baseReq()
+			r.Extra = nil
+			r.Messages[0].Content = strings.Repeat("m", size)
+			viaKeyOf := mustKey(t, r)
+			var keys []string
+			b, err := appendEncoding(nil, r, &keys)
+			if err != nil || sum(b, r.Tenant) != viaKeyOf {
+				t.Fatalf("size %d: KeyOf differs from a fresh encoding (%v)", size, err)
+			}
+			again := mustKey(t, r)
+			r.Messages[0].Content = strings.Repeat("m", size) + "x"
+			if again != viaKeyOf || mustKey(t, r) == viaKeyOf {
+				t.Fatalf("size %d: the key does not follow the content", size)
+			}
 		}
 	})
 }
