@@ -29,6 +29,12 @@ type RistrettoConfig struct {
 	// IgnoreInternalCost leaves ristretto's per-item bookkeeping out of the
 	// cost, so that MaxCost counts only answers' bytes.
 	IgnoreInternalCost bool
+	// ExpireInStore also gives each entry ristretto's own TTL (the entry's
+	// TTL plus grace), so that ristretto drops it when it ends instead of
+	// leaving it to be overwritten or evicted by cost. It costs a second
+	// clock read inside every Get on the hit path. Default false: expiry is
+	// enforced on read by the entry's deadlines.
+	ExpireInStore bool
 	// Name is the Source of the events. Default "ristretto".
 	Name string
 }
@@ -40,15 +46,16 @@ type RistrettoConfig struct {
 //
 // Expiry is enforced on read, by the deadlines every Entry carries (the
 // middleware reads the clock once per call and compares), not by
-// ristretto's own TTL: that would cost a second clock read inside every
-// Get on the hit path. Get may therefore return an entry past its
-// StaleUntil, which the middleware and Cache.Stale treat as absent; such
-// entries are overwritten by the next answer or evicted by cost, so memory
-// stays bounded by MaxCost either way.
+// ristretto's own TTL unless ExpireInStore: that costs a second clock read
+// inside every Get on the hit path. Get may therefore return an entry past
+// its StaleUntil, which the middleware and Cache.Stale treat as absent;
+// such entries are overwritten by the next answer or evicted by cost, so
+// memory stays bounded by MaxCost either way.
 type Ristretto struct {
 	c       *ristretto.Cache[uint64, *ristrettoItem]
 	maxItem int64
 	name    string
+	ttl     bool
 }
 
 var _ Store = (*Ristretto)(nil)
@@ -89,7 +96,7 @@ func NewRistretto(cfg RistrettoConfig) (*Ristretto, error) {
 	if err != nil {
 		return nil, errors.Join(errors.New("cache: ristretto"), err)
 	}
-	return &Ristretto{c: c, maxItem: cfg.MaxItemBytes, name: cfg.Name}, nil
+	return &Ristretto{c: c, maxItem: cfg.MaxItemBytes, name: cfg.Name, ttl: cfg.ExpireInStore}, nil
 }
 
 func ristrettoKey(k Key) uint64 { return binary.LittleEndian.Uint64(k.Digest[:8]) }
@@ -105,14 +112,18 @@ func (r *Ristretto) Get(_ context.Context, key Key) (Entry, bool, error) {
 
 // Set stores e, costed by its size in bytes, unless ttl <= 0. Answers
 // bigger than MaxItemBytes are skipped. The write is applied
-// asynchronously. The entry's own deadlines, not ttl, decide when it stops
-// being served.
+// asynchronously. The entry's own deadlines decide when it stops being
+// served; with ExpireInStore ristretto also drops it after ttl.
 func (r *Ristretto) Set(_ context.Context, key Key, e Entry, ttl time.Duration) error {
 	if e.Response == nil || ttl <= 0 {
 		return nil
 	}
 	cost := entryBytes(e.Response)
 	if cost > r.maxItem {
+		return nil
+	}
+	if r.ttl {
+		r.c.SetWithTTL(ristrettoKey(key), &ristrettoItem{key: key, e: e}, cost, ttl)
 		return nil
 	}
 	r.c.Set(ristrettoKey(key), &ristrettoItem{key: key, e: e}, cost)
