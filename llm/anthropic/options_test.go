@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"testing"
+	"time"
 
 	sdk "github.com/anthropics/anthropic-sdk-go"
 	"github.com/anthropics/anthropic-sdk-go/option"
@@ -83,5 +84,26 @@ func TestLargeMaxTokensWithoutStreaming(t *testing.T) {
 	req.Stream = func(llm.Chunk) error { return nil }
 	if _, err := c.Generate(context.Background(), req); err != nil {
 		t.Fatalf("streamed, the same request is fine: %v", err)
+	}
+}
+
+func TestStreamCanceledMidway(t *testing.T) {
+	up := &llmtest.Fake{Default: llmtest.Step{Chunks: []string{"a", "b", "c"}, ChunkDelay: time.Hour}}
+	c := newAdapter(t, serve(t, handler(up)))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req := llm.Prompt("hi")
+	var got []string
+	req.Stream = func(ch llm.Chunk) error {
+		got = append(got, ch.Text)
+		cancel() // the caller gives up after the first chunk
+		return nil
+	}
+	resp, err := c.Generate(ctx, req)
+	if resp != nil || !errors.Is(err, llm.ErrCanceled) {
+		t.Fatalf("got %v, %v; want canceled", resp, err)
+	}
+	if len(got) != 1 {
+		t.Fatalf("chunks = %q, want just the first", got)
 	}
 }
