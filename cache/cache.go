@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -207,7 +208,8 @@ func (cl *client) coalesced(ctx context.Context, req *llm.Request, key Key) (*ll
 func (cl *client) call(ctx context.Context, req *llm.Request, key Key, f *flight) (resp *llm.Response, err error) {
 	c := cl.c
 	r := req
-	callbackFailed, landed := false, false
+	landed := false
+	var callbackFailed atomic.Bool // written by the stream callback
 	if f != nil {
 		defer func() {
 			if !landed { // the wrapped client panicked: let a follower lead
@@ -219,7 +221,7 @@ func (cl *client) call(ctx context.Context, req *llm.Request, key Key, f *flight
 			r = req.Clone()
 			r.Stream = func(ch llm.Chunk) error {
 				if err := stream(ch); err != nil {
-					callbackFailed = true
+					callbackFailed.Store(true)
 					return err
 				}
 				return nil
@@ -235,7 +237,7 @@ func (cl *client) call(ctx context.Context, req *llm.Request, key Key, f *flight
 		if err == nil && resp == nil {
 			err = llm.NewError(llm.KindUnknown, provider, "wrapped client returned neither a response nor an error")
 		}
-		c.land(key, f, shared, err, err != nil && (callbackFailed || ctx.Err() != nil))
+		c.land(key, f, shared, err, err != nil && (callbackFailed.Load() || ctx.Err() != nil))
 		landed = true
 	}
 	return resp, err

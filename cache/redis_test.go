@@ -365,3 +365,45 @@ func TestRedisAsyncWritesBounded(t *testing.T) {
 		t.Fatalf("cache errors %v, want 1 timeout for the stuck background write", rec.errs)
 	}
 }
+
+// failingStore fails every call, like a dead remote store.
+type failingStore struct{}
+
+var errDead = &llm.Error{Kind: llm.KindUnavailable, Provider: "dead", Message: "store down"}
+
+func (failingStore) Get(context.Context, Key) (Entry, bool, error)        { return Entry{}, false, errDead }
+func (failingStore) Set(context.Context, Key, Entry, time.Duration) error { return errDead }
+func (failingStore) Name() string                                         { return "dead" }
+
+func TestTieredWithDeadL2(t *testing.T) {
+	l1 := newRistrettoT(t, RistrettoConfig{})
+	tr, _ := NewTiered(l1, failingStore{})
+	c, _ := New(tr)
+	up := &llmtest.Fake{Default: llmtest.Step{Text: "answer"}}
+	rec := newRecorder()
+	ctx := llm.WithObserver(context.Background(), rec)
+	client := c.Middleware()(up)
+	if _, err := client.Generate(ctx, det("q")); err != nil {
+		t.Fatal(err)
+	}
+	l1.Wait()
+	resp, err := client.Generate(ctx, det("q"))
+	if err != nil || !resp.Cached || up.Calls() != 1 {
+		t.Fatalf("with L2 down: %+v, %v, calls %d: want an L1 hit", resp, err, up.Calls())
+	}
+	// The miss's Get and Set failed on L2: two errors, reported, not fatal.
+	if rec.n(llm.EventCacheError) != 2 {
+		t.Fatalf("cache errors = %d, want 2", rec.n(llm.EventCacheError))
+	}
+}
+
+func TestStaleReportsStoreErrors(t *testing.T) {
+	c, _ := New(failingStore{})
+	rec := newRecorder()
+	if _, ok := c.Stale(llm.WithObserver(context.Background(), rec), det("q")); ok {
+		t.Fatal("Stale answered from a failing store")
+	}
+	if rec.n(llm.EventCacheError) != 1 || !rec.sources["dead"] {
+		t.Fatalf("events %v from %v, want one cache error from dead", rec.counts, rec.sources)
+	}
+}
