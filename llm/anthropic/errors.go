@@ -34,6 +34,11 @@ func (c *Client) mapError(ctx context.Context, err error, raw *http.Response) er
 		// sign.
 		kind, msg = llm.KindBadRequest, "max tokens too large for a non-streamed call: stream it or lower max tokens"
 	}
+	var ute *json.UnsupportedTypeError
+	var uve *json.UnsupportedValueError
+	if raw == nil && (errors.As(err, &ute) || errors.As(err, &uve)) {
+		kind, msg = llm.KindBadRequest, "an Extra parameter is not JSON-encodable"
+	}
 	e := &llm.Error{Kind: kind, Provider: c.provider, Message: msg, Err: err}
 	if raw != nil {
 		e.Quota = parseQuota(raw.Header, c.now())

@@ -107,3 +107,18 @@ func TestStreamCanceledMidway(t *testing.T) {
 		t.Fatalf("chunks = %q, want just the first", got)
 	}
 }
+
+func TestExtraNotEncodable(t *testing.T) {
+	tr := handler(&llmtest.Fake{})
+	c := newAdapter(t, serve(t, tr))
+	for _, v := range []any{make(chan int), func() {}} {
+		req := llm.Prompt("x")
+		req.Extra = map[string]any{"bad": v}
+		if _, err := c.Generate(context.Background(), req); !errors.Is(err, llm.ErrBadRequest) {
+			t.Errorf("Extra %T: %v, want bad_request", v, err)
+		}
+	}
+	if n := tr.calls.Load(); n != 0 {
+		t.Fatalf("%d requests sent", n)
+	}
+}
