@@ -301,6 +301,8 @@ func TestRedact(t *testing.T) {
 		"invalid key sk-ant-api03-CANARYabcdefghijklmnop given",
 		"key AIzaSyCANARY0123456789abcdefghijklmnopq",
 		"password=CANARY",
+		"Request-Id: req_sk-ant-api03-CANARYabcdefghijklmnop",
+		"xsk-proj-CANARYabcdefghijklmnop",
 	}
 	for _, s := range secrets {
 		got := llm.Redact(s)

@@ -21,8 +21,10 @@ var secretPatterns = []*regexp.Regexp{
 	// Query parameters: ?key=…, &key=…, ?token=…, &sig=….
 	regexp.MustCompile(`(?i)([?&](?:key|api_key|apikey|token|access_token|sig|signature)=)[^&\s"']+`),
 	// Provider key shapes even without a name in front: sk-…, sk-ant-…,
-	// sk-proj-…, AIza… (Google), xai-…, gsk_… (Groq).
-	regexp.MustCompile(`()\b(?:sk-(?:ant-|proj-)?[A-Za-z0-9_\-]{16,}|AIza[0-9A-Za-z_\-]{30,}|xai-[A-Za-z0-9]{20,}|gsk_[A-Za-z0-9]{20,})`),
+	// sk-proj-…, AIza… (Google), xai-…, gsk_… (Groq). No word boundary is
+	// required, so a key glued to other text (req_sk-ant-…) is caught too;
+	// the price is the odd over-redaction of text such as "task-…".
+	regexp.MustCompile(`()(?:sk-(?:ant-|proj-)?[A-Za-z0-9_\-]{16,}|AIza[0-9A-Za-z_\-]{30,}|xai-[A-Za-z0-9]{20,}|gsk_[A-Za-z0-9]{20,})`),
 }
 
 // Redact returns s with secrets replaced by [REDACTED]: Authorization
