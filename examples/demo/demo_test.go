@@ -3,6 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"regexp"
 	"strconv"
 	"strings"
@@ -70,5 +76,52 @@ func TestDemo(t *testing.T) {
 func TestRunRejectsBadFlags(t *testing.T) {
 	if err := run(context.Background(), &bytes.Buffer{}, 0, 1); err == nil {
 		t.Fatal("phase 0 accepted")
+	}
+}
+
+// With OPENAI_BASE_URL set, the demo talks to that OpenAI-compatible
+// server (here a loopback one speaking the chat-completions wire format)
+// through the same stack, and the repeated question is a cache hit.
+func TestDemoRealEndpoint(t *testing.T) {
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		var body struct {
+			Stream bool `json:"stream"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		if !body.Stream {
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hello there"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}`)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		for _, part := range []string{"2", ", 3", ", 5"} {
+			fmt.Fprintf(w, "data: {\"id\":\"c2\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":%q},\"finish_reason\":null}]}\n\n", part)
+		}
+		io.WriteString(w, "data: {\"id\":\"c2\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n")
+		io.WriteString(w, "data: [DONE]\n\n")
+	}))
+	defer srv.Close()
+	t.Setenv("OPENAI_BASE_URL", srv.URL)
+	t.Setenv("OPENAI_API_KEY", "sk-demo-test-key-0123456789abcdef")
+	t.Setenv("ANTHROPIC_API_KEY", "")
+	t.Setenv("LLMKIT_DEMO_MODEL", "m")
+	var out bytes.Buffer
+	if err := run(context.Background(), &out, time.Second, 1); err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	s := out.String()
+	if !strings.Contains(s, "streamed: 2, 3, 5") {
+		t.Fatalf("the streamed answer was not printed as it arrived:\n%s", s)
+	}
+	if strings.Count(s, "cached=true") != 1 || strings.Contains(s, "degraded=true") {
+		t.Fatalf("want exactly one cache hit and no degraded answer:\n%s", s)
+	}
+	if calls.Load() != 2 {
+		t.Fatalf("server saw %d calls, want 2 (the repeat is served from the cache)", calls.Load())
+	}
+	if strings.Contains(s, "sk-demo-test-key") {
+		t.Fatal("the API key appears in the demo's output")
 	}
 }

@@ -6,6 +6,11 @@
 //	go run ./examples/demo
 //
 // Flags shorten or lengthen it; the defaults finish in about ten seconds.
+//
+// With OPENAI_API_KEY and/or OPENAI_BASE_URL set (any OpenAI-compatible
+// server: OpenAI, vLLM, Ollama, LM Studio), or ANTHROPIC_API_KEY, it instead
+// sends a handful of calls through the same stack to that endpoint;
+// LLMKIT_DEMO_MODEL picks the model.
 package main
 
 import (
@@ -31,7 +36,12 @@ func run(ctx context.Context, w io.Writer, phase time.Duration, workers int) err
 	if phase <= 0 || workers <= 0 {
 		return fmt.Errorf("-phase and -workers must be positive")
 	}
-	st, err := newStack()
+	if provider, name, ok, err := realProvider(); err != nil {
+		return err
+	} else if ok {
+		return runReal(ctx, w, provider, name)
+	}
+	st, err := newSimStack()
 	if err != nil {
 		return err
 	}

@@ -25,7 +25,7 @@ var endpoints = []string{"chat", "summarize", "search"}
 // stack is the recommended llmkit stack around the simulated model, with
 // in-process sinks for what an operator would scrape or collect.
 type stack struct {
-	model     *sim.Model
+	model     *sim.Model // nil when a real provider answers
 	modelName string
 	client    llm.Client
 	registry  *prometheus.Registry
@@ -37,16 +37,28 @@ type stack struct {
 	store     *cache.Ristretto
 }
 
-func newStack() (*stack, error) {
-	st := &stack{modelName: sim.DefaultModel, logs: &syncBuffer{}}
-	var err error
-	st.model, err = sim.New(sim.Config{
+// newSimStack builds the stack around the simulated model.
+func newSimStack() (*stack, error) {
+	model, err := sim.New(sim.Config{
 		Seed: 1, TTFT: 40 * time.Millisecond, PerToken: time.Millisecond,
 		MinTokens: 8, MaxTokens: 48, RetryAfter: 100 * time.Millisecond,
 	})
 	if err != nil {
 		return nil, err
 	}
+	st, err := newStack(model, sim.DefaultModel)
+	if err != nil {
+		return nil, err
+	}
+	st.model = model
+	return st, nil
+}
+
+// newStack builds the recommended stack around provider, whose default
+// model is modelName.
+func newStack(provider llm.Client, modelName string) (*stack, error) {
+	st := &stack{modelName: modelName, logs: &syncBuffer{}}
+	var err error
 
 	// Observability, outermost: sees every call, hits and fallbacks too.
 	st.registry = prometheus.NewRegistry()
@@ -105,7 +117,7 @@ func newStack() (*stack, error) {
 		return nil, err
 	}
 
-	st.client = llm.Wrap(st.model, otel, prom, logs, st.health.Middleware(), labels, responses.Middleware(), res)
+	st.client = llm.Wrap(provider, otel, prom, logs, st.health.Middleware(), labels, responses.Middleware(), res)
 	return st, nil
 }
 

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/llmkit/llmkit/llm"
+	"github.com/llmkit/llmkit/llm/anthropic"
+	"github.com/llmkit/llmkit/llm/openai"
+)
+
+// realProvider returns the real endpoint the environment names, if any:
+// OpenAI (or any OpenAI-compatible server) first, then Anthropic.
+func realProvider() (llm.Client, string, bool, error) {
+	model := os.Getenv("LLMKIT_DEMO_MODEL")
+	if os.Getenv("OPENAI_API_KEY") != "" || os.Getenv("OPENAI_BASE_URL") != "" {
+		if model == "" {
+			model = "gpt-4o-mini"
+		}
+		c, err := openai.NewFromConfig(os.Getenv("OPENAI_API_KEY"), os.Getenv("OPENAI_BASE_URL"), openai.WithModel(model))
+		return c, model, err == nil, err
+	}
+	if os.Getenv(anthropic.EnvAPIKey) != "" {
+		if model == "" {
+			model = anthropic.DefaultModel
+		}
+		c, err := anthropic.NewFromConfig("", "", anthropic.WithModel(model))
+		return c, model, err == nil, err
+	}
+	return nil, "", false, nil
+}
+
+// runReal sends a few calls, one of them streamed and one repeated (a
+// cache hit), through the stack to a real endpoint and prints each result
+// and what the operator would see.
+func runReal(ctx context.Context, w io.Writer, provider llm.Client, model string) error {
+	st, err := newStack(provider, model)
+	if err != nil {
+		return err
+	}
+	defer st.close()
+	fmt.Fprintf(w, "llmkit demo against a real endpoint, model %q\n\n", model)
+	ask := func(q string, stream bool) {
+		req := &llm.Request{
+			Model: model, Messages: []llm.Message{llm.User(q)},
+			Temperature: llm.Ptr(0.0), MaxTokens: 64, Endpoint: "chat",
+		}
+		if stream {
+			fmt.Fprint(w, "  streamed: ")
+			req.Stream = func(c llm.Chunk) error { _, err := io.WriteString(w, c.Text); return err }
+		}
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		began := time.Now()
+		resp, err := st.client.Generate(ctx, req)
+		if stream {
+			fmt.Fprintln(w)
+		}
+		if err != nil {
+			fmt.Fprintf(w, "  %-44q error %v (kind %s)\n", q, err, llm.KindOf(err))
+			return
+		}
+		fmt.Fprintf(w, "  %-44q %6v cached=%-5v degraded=%-5v tokens=%d+%d\n", q,
+			round(time.Since(began)), resp.Cached, resp.Degraded, resp.Usage.InputTokens, resp.Usage.OutputTokens)
+	}
+	ask("Say hello in five words.", false)
+	ask("Say hello in five words.", false) // the same question again: a cache hit
+	ask("Name three prime numbers.", true)
+	fmt.Fprintln(w)
+	return printObservability(w, st)
+}
