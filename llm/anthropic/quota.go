@@ -1,12 +1,11 @@
 package anthropic
 
 import (
-	"math"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
+	"github.com/llmkit/llmkit/internal/headers"
 	"github.com/llmkit/llmkit/llm"
 )
 
@@ -25,9 +24,7 @@ const (
 	hRetryAfter        = "Retry-After"
 )
 
-// maxWait bounds a reset or Retry-After, so that a wild header cannot
-// overflow a Duration; resilience applies its own, lower cap.
-const maxWait = 24 * time.Hour
+const maxWait = headers.MaxWait
 
 // parseQuota reads the anthropic-ratelimit-* headers, or returns nil when
 // none is there. The tokens-* headers report the most restrictive token
@@ -84,41 +81,8 @@ func parseQuota(h http.Header, now time.Time) *llm.Quota {
 // parseRetryAfter reads Retry-After: delay seconds (Anthropic sends whole
 // seconds; a fraction is accepted) or an HTTP date. It returns 0 when the
 // header is absent or unreadable, and never more than maxWait.
-func parseRetryAfter(h http.Header, now time.Time) time.Duration {
-	v := header(h, hRetryAfter)
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.ParseFloat(v, 64); err == nil {
-		if math.IsNaN(s) || s <= 0 {
-			return 0
-		}
-		if s >= maxWait.Seconds() {
-			return maxWait
-		}
-		return time.Duration(s * float64(time.Second))
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return clampWait(t.Sub(now))
-	}
-	return 0
-}
+func parseRetryAfter(h http.Header, now time.Time) time.Duration { return headers.RetryAfter(h, now) }
 
-func clampWait(d time.Duration) time.Duration {
-	switch {
-	case d < 0:
-		return 0
-	case d > maxWait:
-		return maxWait
-	}
-	return d
-}
+func clampWait(d time.Duration) time.Duration { return headers.Clamp(d) }
 
-// header returns the first value of a canonical key, trimmed, without the
-// canonicalisation http.Header.Get does.
-func header(h http.Header, key string) string {
-	if v := h[key]; len(v) > 0 {
-		return strings.TrimSpace(v[0])
-	}
-	return ""
-}
+func header(h http.Header, key string) string { return headers.Get(h, key) }

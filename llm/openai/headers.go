@@ -1,12 +1,11 @@
 package openai
 
 import (
-	"math"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
+	"github.com/llmkit/llmkit/internal/headers"
 	"github.com/llmkit/llmkit/llm"
 )
 
@@ -23,17 +22,9 @@ const (
 	hdrRetryAfterMs      = "Retry-After-Ms"
 )
 
-// maxWait bounds what a header may ask for, so a hostile or broken value
-// cannot overflow a Duration. Callers (resilience) apply their own, lower
-// cap.
-const maxWait = 24 * time.Hour
+const maxWait = headers.MaxWait
 
-func header(h http.Header, key string) string {
-	if v := h[key]; len(v) > 0 {
-		return strings.TrimSpace(v[0])
-	}
-	return ""
-}
+func header(h http.Header, key string) string { return headers.Get(h, key) }
 
 // ParseQuota reads OpenAI's x-ratelimit-* headers: the request and token
 // limits and what remains of them as counts, and the reset times as
@@ -93,17 +84,7 @@ func ParseReset(s string) (time.Duration, bool) {
 	return seconds(s)
 }
 
-// seconds parses a non-negative number of seconds, capped at maxWait.
-func seconds(s string) (time.Duration, bool) {
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f < 0 {
-		return 0, false
-	}
-	if f >= maxWait.Seconds() {
-		return maxWait, true
-	}
-	return time.Duration(f * float64(time.Second)), true
-}
+func seconds(s string) (time.Duration, bool) { return headers.Seconds(s) }
 
 // ParseRetryAfter reads how long the server asked the caller to wait:
 // retry-after-ms (milliseconds, OpenAI's precise form) first, then
@@ -111,33 +92,7 @@ func seconds(s string) (time.Duration, bool) {
 // when neither header says anything usable or the date has passed; values
 // above a day are capped.
 func ParseRetryAfter(h http.Header, now time.Time) time.Duration {
-	if h == nil {
-		return 0
-	}
-	if v := header(h, hdrRetryAfterMs); v != "" {
-		f, err := strconv.ParseFloat(v, 64)
-		if err == nil && !math.IsNaN(f) && f >= 0 {
-			if f >= float64(maxWait.Milliseconds()) {
-				return maxWait
-			}
-			return time.Duration(f * float64(time.Millisecond))
-		}
-	}
-	v := header(h, hdrRetryAfter)
-	if v == "" {
-		return 0
-	}
-	if d, ok := seconds(v); ok {
-		return d
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		d := t.Sub(now)
-		if d <= 0 {
-			return 0
-		}
-		return min(d, maxWait)
-	}
-	return 0
+	return headers.RetryAfter(h, now)
 }
 
 // quotaWait is the wait a rate-limit error implies when the server sent no
