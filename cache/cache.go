@@ -114,7 +114,7 @@ func (c *Cache) lookup(ctx context.Context, req *llm.Request, key Key) (*llm.Res
 	if err != nil {
 		c.emit(ctx, llm.EventCacheError, req, err)
 	}
-	if ok && e.Response != nil && time.Now().Before(e.Expires) {
+	if ok && e.Response != nil && time.Until(e.Expires) > 0 {
 		c.emit(ctx, llm.EventCacheHit, req, nil)
 		return e.Response, true
 	}
@@ -267,6 +267,8 @@ func (c *Cache) keep(ctx context.Context, req *llm.Request, key Key, resp *llm.R
 	if req.Cache&llm.CacheSkipStore != 0 || resp.Degraded || !c.cfg.storable(resp) {
 		return shared
 	}
+	// time.Now carries a monotonic reading, so that the time.Until checks
+	// of entries made in this process read only the monotonic clock.
 	now := time.Now()
 	e := Entry{Response: shared, Expires: now.Add(c.cfg.ttl), StaleUntil: now.Add(c.cfg.ttl + c.cfg.grace)}
 	if err := c.store.Set(ctx, key, e, c.cfg.ttl+c.cfg.grace); err != nil {
@@ -298,7 +300,7 @@ func (c *Cache) Stale(ctx context.Context, req *llm.Request) (*llm.Response, boo
 		c.emit(ctx, llm.EventCacheError, req, err)
 		return nil, false
 	}
-	if !ok || e.Response == nil || !time.Now().Before(e.StaleUntil) {
+	if !ok || e.Response == nil || time.Until(e.StaleUntil) <= 0 {
 		return nil, false
 	}
 	resp := e.Response.Clone()

@@ -8,7 +8,7 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/cespare/xxhash/v2"
+	"github.com/zeebo/xxh3"
 
 	"github.com/llmkit/llmkit/llm"
 )
@@ -24,8 +24,8 @@ type Key struct {
 	// Scope is a hash of the tenant alone. Shared stores put it in their
 	// key as a namespace, so that no raw tenant ever appears in a store.
 	Scope [8]byte
-	// Digest is a 128-bit hash of the versioned canonical encoding of the
-	// tenant and every output-affecting request field.
+	// Digest is the XXH3-128 hash of the versioned canonical encoding of
+	// the tenant and every output-affecting request field.
 	Digest [16]byte
 }
 
@@ -37,11 +37,6 @@ func (k Key) String() string {
 	hex.Encode(b[17:], k.Digest[:])
 	return string(b[:])
 }
-
-// hiPrefix starts the input of the digest's high half: the low half is
-// xxh64(encoding), the high half xxh64(hiPrefix || encoding), two 64-bit
-// hashes of different inputs. Both are part of the key version.
-var hiPrefix = [8]byte{'l', 'l', 'm', 'k', 'i', 't', 'h', 'i'}
 
 // Field tags keep the encoding self-delimiting and injective: every field
 // is a tag followed by a fixed-size or length-prefixed value.
@@ -102,11 +97,14 @@ func KeyOf(req *llm.Request) (Key, error) {
 	return k, err
 }
 
+// sum hashes an encoding into a Key: XXH3-128 of the encoding, and XXH3-64
+// of the tenant alone for the scope.
 func sum(b []byte, tenant string) Key {
 	var k Key
-	binary.LittleEndian.PutUint64(k.Digest[:8], xxhash.Sum64(b[len(hiPrefix):]))
-	binary.LittleEndian.PutUint64(k.Digest[8:], xxhash.Sum64(b))
-	binary.LittleEndian.PutUint64(k.Scope[:], xxhash.Sum64String(tenant))
+	h := xxh3.Hash128(b)
+	binary.LittleEndian.PutUint64(k.Digest[:8], h.Lo)
+	binary.LittleEndian.PutUint64(k.Digest[8:], h.Hi)
+	binary.LittleEndian.PutUint64(k.Scope[:], xxh3.HashString(tenant))
 	return k
 }
 
@@ -146,11 +144,10 @@ func appendFloat(b []byte, tag byte, p *float64) []byte {
 	return binary.LittleEndian.AppendUint64(append(b, tag, 1), math.Float64bits(v))
 }
 
-// appendEncoding appends hiPrefix and the canonical encoding of req to b.
+// appendEncoding appends the canonical encoding of req to b.
 // keys is scratch space for sorting extras; it may be nil when req has
 // none.
 func appendEncoding(b []byte, req *llm.Request, keys *[]string) ([]byte, error) {
-	b = append(b, hiPrefix[:]...)
 	b = append(b, KeyVersion, tagTenant)
 	b = appendStr(b, req.Tenant)
 	b = appendStr(append(b, tagModel), req.Model)

@@ -52,7 +52,7 @@ type RistrettoConfig struct {
 // such entries are overwritten by the next answer or evicted by cost, so
 // memory stays bounded by MaxCost either way.
 type Ristretto struct {
-	c       *ristretto.Cache[uint64, ristrettoItem]
+	c       *ristretto.Cache[uint64, *ristrettoItem]
 	maxItem int64
 	name    string
 	ttl     bool
@@ -61,8 +61,9 @@ type Ristretto struct {
 var _ Store = (*Ristretto)(nil)
 
 // ristrettoItem keeps the whole key next to the entry: ristretto identifies
-// items by 64 bits of it, and Get checks the rest. It is stored by value,
-// inside ristretto's own item, to save an allocation per Set.
+// items by 64 bits of it, and Get checks the rest. It is stored by pointer:
+// copying it by value through ristretto's generic code costs a hit more
+// than the allocation costs a miss.
 type ristrettoItem struct {
 	key Key
 	e   Entry
@@ -88,7 +89,7 @@ func NewRistretto(cfg RistrettoConfig) (*Ristretto, error) {
 	if cfg.Name == "" {
 		cfg.Name = "ristretto"
 	}
-	c, err := ristretto.NewCache(&ristretto.Config[uint64, ristrettoItem]{
+	c, err := ristretto.NewCache(&ristretto.Config[uint64, *ristrettoItem]{
 		NumCounters:        cfg.NumCounters,
 		MaxCost:            cfg.MaxCost,
 		BufferItems:        64,
@@ -124,10 +125,10 @@ func (r *Ristretto) Set(_ context.Context, key Key, e Entry, ttl time.Duration) 
 		return nil
 	}
 	if r.ttl {
-		r.c.SetWithTTL(ristrettoKey(key), ristrettoItem{key: key, e: e}, cost, ttl)
+		r.c.SetWithTTL(ristrettoKey(key), &ristrettoItem{key: key, e: e}, cost, ttl)
 		return nil
 	}
-	r.c.Set(ristrettoKey(key), ristrettoItem{key: key, e: e}, cost)
+	r.c.Set(ristrettoKey(key), &ristrettoItem{key: key, e: e}, cost)
 	return nil
 }
 

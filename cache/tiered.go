@@ -29,7 +29,7 @@ func NewTiered(l1, l2 Store) (*Tiered, error) {
 // Get returns L1's entry, or L2's (copied into L1).
 func (t *Tiered) Get(ctx context.Context, key Key) (Entry, bool, error) {
 	e, ok, err1 := t.l1.Get(ctx, key)
-	if ok && time.Now().Before(e.Expires) {
+	if ok && time.Until(e.Expires) > 0 {
 		return e, true, err1
 	}
 	e2, ok2, err2 := t.l2.Get(ctx, key)
