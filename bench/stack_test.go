@@ -1,0 +1,171 @@
+package bench_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
+
+	"github.com/llmkit/llmkit/cache"
+	"github.com/llmkit/llmkit/llm"
+	"github.com/llmkit/llmkit/metrics"
+	"github.com/llmkit/llmkit/profiling"
+	"github.com/llmkit/llmkit/resilience"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// answer is what the instant provider returns: a canned response, as a
+// loopback server would, so that only llmkit's own work is measured.
+var answer = &llm.Response{Text: "ok", Model: "m", FinishReason: llm.FinishStop,
+	Usage: llm.Usage{InputTokens: 10, OutputTokens: 2}}
+
+var instant = llm.ClientFunc(func(context.Context, *llm.Request) (*llm.Response, error) { return answer, nil })
+
+// stack builds the recommended stack (DESIGN.md) around instant:
+// OTel → Prometheus → Log → pprof labels → cache → resilience → provider,
+// with a no-op tracer (the global default), a log level that drops
+// successes, and the default resilience policies (fallback, total and
+// attempt timeouts, retry, circuit breaker).
+func stack(tb testing.TB, store cache.Store) llm.Client {
+	tb.Helper()
+	must := func(mw llm.Middleware, err error) llm.Middleware {
+		tb.Helper()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return mw
+	}
+	otel := must(metrics.OTel())
+	prom := must(metrics.Prometheus(prometheus.NewRegistry(), metrics.WithModels("m"), metrics.WithEndpoints("chat")))
+	logger := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	logs := must(metrics.Log(logger))
+	labels := must(profiling.Labels(profiling.Endpoints("chat"), profiling.Models("m")))
+	c, err := cache.New(store, cache.WithTTL(time.Hour))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	res := must(resilience.New(resilience.DefaultConfig()))
+	return llm.Wrap(instant, otel, prom, logs, labels, c.Middleware(), res)
+}
+
+func request(i int) *llm.Request {
+	return &llm.Request{
+		Model:       "m",
+		Messages:    []llm.Message{llm.User(fmt.Sprintf("question number %d about the refund policy", i))},
+		Temperature: llm.Ptr(0.0),
+		Endpoint:    "chat",
+	}
+}
+
+// missStore never keeps anything: every call through it is a cache miss
+// that pays for the key, the lookup and the store, as a miss on a full
+// cache does.
+type missStore struct{}
+
+func (missStore) Get(context.Context, cache.Key) (cache.Entry, bool, error) {
+	return cache.Entry{}, false, nil
+}
+func (missStore) Set(context.Context, cache.Key, cache.Entry, time.Duration) error { return nil }
+func (missStore) Name() string                                                     { return "miss" }
+
+func newRistretto(tb testing.TB) *cache.Ristretto {
+	r, err := cache.NewRistretto(cache.RistrettoConfig{MaxCost: 64 << 20})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(r.Close)
+	return r
+}
+
+// BenchmarkStack is one call through the whole recommended stack.
+//
+//   - miss: the provider is called (the cache misses), every decorator runs;
+//   - hit: the answer comes from ristretto.
+func BenchmarkStack(b *testing.B) {
+	ctx := context.Background()
+	b.Run("miss", func(b *testing.B) {
+		c := stack(b, missStore{})
+		req := request(0)
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := c.Generate(ctx, req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("miss-parallel", func(b *testing.B) {
+		c := stack(b, missStore{})
+		req := request(0)
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := c.Generate(ctx, req); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+	b.Run("hit", func(b *testing.B) {
+		store := newRistretto(b)
+		c := stack(b, store)
+		req := request(1)
+		if _, err := c.Generate(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+		store.Wait()
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := c.Generate(ctx, req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("hit-parallel", func(b *testing.B) {
+		store := newRistretto(b)
+		c := stack(b, store)
+		req := request(2)
+		if _, err := c.Generate(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+		store.Wait()
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := c.Generate(ctx, req); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}
+
+// The allocation budgets of the whole stack, pinned.
+func TestStackAllocs(t *testing.T) {
+	ctx := context.Background()
+	miss := stack(t, missStore{})
+	req := request(3)
+	if n := testing.AllocsPerRun(200, func() { _, _ = miss.Generate(ctx, req) }); n > missBudget {
+		t.Errorf("a cache miss through the whole stack allocates %v times, budget %v", n, missBudget)
+	}
+	store := newRistretto(t)
+	hit := stack(t, store)
+	if _, err := hit.Generate(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	store.Wait()
+	resp, err := hit.Generate(ctx, req)
+	if err != nil || !resp.Cached {
+		t.Fatalf("second call: cached=%v err=%v, want a hit", resp != nil && resp.Cached, err)
+	}
+	if n := testing.AllocsPerRun(200, func() { _, _ = hit.Generate(ctx, req) }); n > hitBudget {
+		t.Errorf("a cache hit through the whole stack allocates %v times, budget %v", n, hitBudget)
+	}
+}
