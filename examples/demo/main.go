@@ -36,10 +36,10 @@ func run(ctx context.Context, w io.Writer, phase time.Duration, workers int) err
 	if phase <= 0 || workers <= 0 {
 		return fmt.Errorf("-phase and -workers must be positive")
 	}
-	if provider, name, ok, err := realProvider(); err != nil {
+	if provider, providerName, model, ok, err := realProvider(); err != nil {
 		return err
 	} else if ok {
-		return runReal(ctx, w, provider, name)
+		return runReal(ctx, w, provider, providerName, model)
 	}
 	st, err := newSimStack()
 	if err != nil {

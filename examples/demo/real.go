@@ -14,35 +14,35 @@ import (
 
 // realProvider returns the real endpoint the environment names, if any:
 // OpenAI (or any OpenAI-compatible server) first, then Anthropic.
-func realProvider() (llm.Client, string, bool, error) {
-	model := os.Getenv("LLMKIT_DEMO_MODEL")
+func realProvider() (client llm.Client, provider, model string, ok bool, err error) {
+	model = os.Getenv("LLMKIT_DEMO_MODEL")
 	if os.Getenv("OPENAI_API_KEY") != "" || os.Getenv("OPENAI_BASE_URL") != "" {
 		if model == "" {
 			model = "gpt-4o-mini"
 		}
 		c, err := openai.NewFromConfig(os.Getenv("OPENAI_API_KEY"), os.Getenv("OPENAI_BASE_URL"), openai.WithModel(model))
-		return c, model, err == nil, err
+		return c, "openai", model, err == nil, err
 	}
 	if os.Getenv(anthropic.EnvAPIKey) != "" {
 		if model == "" {
 			model = anthropic.DefaultModel
 		}
 		c, err := anthropic.NewFromConfig("", "", anthropic.WithModel(model))
-		return c, model, err == nil, err
+		return c, "anthropic", model, err == nil, err
 	}
-	return nil, "", false, nil
+	return nil, "", "", false, nil
 }
 
 // runReal sends a few calls, one of them streamed and one repeated (a
 // cache hit), through the stack to a real endpoint and prints each result
 // and what the operator would see.
-func runReal(ctx context.Context, w io.Writer, provider llm.Client, model string) error {
-	st, err := newStack(provider, model)
+func runReal(ctx context.Context, w io.Writer, provider llm.Client, providerName, model string) error {
+	st, err := newStack(provider, providerName, model)
 	if err != nil {
 		return err
 	}
 	defer st.close()
-	fmt.Fprintf(w, "llmkit demo against a real endpoint, model %q\n\n", model)
+	fmt.Fprintf(w, "llmkit demo against %s, model %q\n\n", providerName, model)
 	ask := func(q string, stream bool) {
 		req := &llm.Request{
 			Model: model, Messages: []llm.Message{llm.User(q)},
@@ -65,6 +65,9 @@ func runReal(ctx context.Context, w io.Writer, provider llm.Client, model string
 		}
 		fmt.Fprintf(w, "  %-44q %6v cached=%-5v degraded=%-5v tokens=%d+%d\n", q,
 			round(time.Since(began)), resp.Cached, resp.Degraded, resp.Usage.InputTokens, resp.Usage.OutputTokens)
+		// ristretto applies writes asynchronously; let this one land so the
+		// repeated question below finds it.
+		st.store.Wait()
 	}
 	ask("Say hello in five words.", false)
 	ask("Say hello in five words.", false) // the same question again: a cache hit

@@ -46,7 +46,7 @@ func newSimStack() (*stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := newStack(model, sim.DefaultModel)
+	st, err := newStack(model, "sim", sim.DefaultModel)
 	if err != nil {
 		return nil, err
 	}
@@ -54,9 +54,9 @@ func newSimStack() (*stack, error) {
 	return st, nil
 }
 
-// newStack builds the recommended stack around provider, whose default
-// model is modelName.
-func newStack(provider llm.Client, modelName string) (*stack, error) {
+// newStack builds the recommended stack around provider (named
+// providerName in traces), whose default model is modelName.
+func newStack(provider llm.Client, providerName, modelName string) (*stack, error) {
 	st := &stack{modelName: modelName, logs: &syncBuffer{}}
 	var err error
 
@@ -69,7 +69,7 @@ func newStack(provider llm.Client, modelName string) (*stack, error) {
 	}
 	st.spans = tracetest.NewSpanRecorder()
 	st.tracer = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(st.spans))
-	otel, err := metrics.OTel(metrics.WithTracerProvider(st.tracer), metrics.WithProviderName("sim"))
+	otel, err := metrics.OTel(metrics.WithTracerProvider(st.tracer), metrics.WithProviderName(providerName))
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +100,7 @@ func newStack(provider llm.Client, modelName string) (*stack, error) {
 	// seconds failed, retries with backoff, timeouts, a bulkhead, and a
 	// fallback to a stale cache entry, then to a static message.
 	if st.breaker, err = resilience.NewBreaker(resilience.BreakerConfig{
-		Name: "sim", FailureRate: 0.5, MinCalls: 20, Period: 2 * time.Second,
+		Name: "provider", FailureRate: 0.5, MinCalls: 20, Period: 2 * time.Second,
 		Delay: 500 * time.Millisecond, Probes: 3,
 	}); err != nil {
 		return nil, err
