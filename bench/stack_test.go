@@ -169,3 +169,52 @@ func TestStackAllocs(t *testing.T) {
 		t.Errorf("a cache hit through the whole stack allocates %v times, budget %v", n, hitBudget)
 	}
 }
+
+// BenchmarkLayers adds the stack's layers one at a time, innermost first,
+// so the cost of each is the difference between neighbouring lines. The
+// cache misses on every call (missStore).
+func BenchmarkLayers(b *testing.B) {
+	ctx := context.Background()
+	must := func(mw llm.Middleware, err error) llm.Middleware {
+		if err != nil {
+			b.Fatal(err)
+		}
+		return mw
+	}
+	c, err := cache.New(missStore{}, cache.WithTTL(time.Hour))
+	if err != nil {
+		b.Fatal(err)
+	}
+	logger := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	layers := []struct {
+		name string
+		mw   llm.Middleware
+	}{
+		{"resilience", must(resilience.New(resilience.DefaultConfig()))},
+		{"cache", c.Middleware()},
+		{"labels", must(profiling.Labels(profiling.Endpoints("chat"), profiling.Models("m")))},
+		{"log", must(metrics.Log(logger))},
+		{"prometheus", must(metrics.Prometheus(prometheus.NewRegistry(), metrics.WithModels("m"), metrics.WithEndpoints("chat")))},
+		{"otel", must(metrics.OTel())},
+	}
+	req := request(0)
+	client := llm.Client(instant)
+	b.Run("0-provider", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_, _ = client.Generate(ctx, req)
+		}
+	})
+	for i, l := range layers {
+		client = l.mw(client)
+		c := client
+		b.Run(fmt.Sprintf("%d-%s", i+1, l.name), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.Generate(ctx, req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -345,6 +345,33 @@ func TestObserverChain(t *testing.T) {
 	}
 }
 
+var ctxSink context.Context
+
+// A per-call struct embedding an ObserverScope registers without a
+// further allocation, and its observer sees events like any other.
+func TestObserverScope(t *testing.T) {
+	type perCall struct {
+		llm.ObserverScope
+		n int
+	}
+	st := &perCall{}
+	outer := 0
+	ctx := llm.WithObserver(context.Background(), llm.ObserverFunc(func(context.Context, llm.Event) { outer++ }))
+	ctx = st.Bind(ctx, llm.ObserverFunc(func(context.Context, llm.Event) { st.n++ }))
+	llm.Emit(ctx, llm.Event{Kind: llm.EventRetry})
+	if st.n != 1 || outer != 1 {
+		t.Fatalf("scope observer saw %d events, outer %d; want 1 and 1", st.n, outer)
+	}
+	base := context.Background()
+	obs := llm.ObserverFunc(func(context.Context, llm.Event) {})
+	if n := testing.AllocsPerRun(1000, func() {
+		s := &perCall{}
+		ctxSink = s.Bind(base, obs)
+	}); n != 1 {
+		t.Fatalf("a per-call struct with a bound scope allocates %v times, want 1 (the struct)", n)
+	}
+}
+
 func TestEmitWithoutObserverDoesNotAllocate(t *testing.T) {
 	ctx := context.Background()
 	req := llm.Prompt("x")

@@ -137,6 +137,25 @@ func WithObserver(ctx context.Context, obs Observer) context.Context {
 	return &observerCtx{Context: ctx, obs: obs, next: next}
 }
 
+// ObserverScope is the storage WithObserver allocates, for decorators that
+// already allocate per-call state: embedding an ObserverScope in that state
+// and calling Bind registers an observer with no further allocation.
+type ObserverScope struct {
+	c observerCtx
+}
+
+// Bind returns a context under which Emit also reports to obs, like
+// WithObserver, using s as its storage. s must not be bound again while the
+// returned context is in use. A nil obs returns ctx unchanged.
+func (s *ObserverScope) Bind(ctx context.Context, obs Observer) context.Context {
+	if obs == nil {
+		return ctx
+	}
+	next, _ := ctx.Value(observerKey{}).(*observerCtx)
+	s.c = observerCtx{Context: ctx, obs: obs, next: next}
+	return &s.c
+}
+
 // Observed reports whether anybody listens under ctx, so that an emitter
 // can skip building an event nobody reads.
 func Observed(ctx context.Context) bool {

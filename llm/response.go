@@ -95,8 +95,10 @@ type Response struct {
 	// says why (the Kind of the error that triggered it).
 	Degraded       bool
 	DegradedReason Kind
-	// Attempts counts provider attempts, retries and hedges included; 0 when
-	// no decorator counted.
+	// Attempts counts provider attempts, retries and hedges included, when
+	// a decorator made more than one. 0 means one attempt (or none counted):
+	// the common single-attempt answer is passed through untouched instead
+	// of being copied only to record a 1.
 	Attempts int
 }
 

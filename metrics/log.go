@@ -48,6 +48,7 @@ type logClient struct {
 
 // callState collects what the decorators inside report during one call.
 type callState struct {
+	scope    llm.ObserverScope // registers the state as an observer without a second allocation
 	attempts atomic.Int32
 	retries  atomic.Int32
 	cache    atomic.Uint32 // the last cache EventKind
@@ -88,7 +89,7 @@ func (c *logClient) Generate(ctx context.Context, req *llm.Request) (*llm.Respon
 func (l *logMW) generate(ctx context.Context, logger *slog.Logger, req *llm.Request, next llm.Client) (resp *llm.Response, err error) {
 	start := now()
 	st := &callState{}
-	callCtx := llm.WithObserver(ctx, st)
+	callCtx := st.scope.Bind(ctx, st)
 	var timer *streamTimer
 	callReq := req
 	if req.Stream != nil {

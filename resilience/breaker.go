@@ -65,6 +65,16 @@ type Breaker struct {
 	pendingN atomic.Int32
 	// quiet suppresses reporting while a canceled probe's slot is returned.
 	quiet atomic.Bool
+
+	// countMode is the consecutive-failure breaker (no FailureRate). In
+	// it, while the breaker is closed and no failure was recorded since
+	// the last recorded success, a success changes nothing in failsafe-go's
+	// window, so neither the permit nor the success is taken to
+	// failsafe-go: the closed, healthy path touches no lock, and calls on
+	// different cores do not contend. unresolved counts failures recorded
+	// since the last recorded success.
+	countMode  bool
+	unresolved atomic.Int64
 }
 
 // NewBreaker builds a breaker from cfg, validated here.
@@ -96,7 +106,7 @@ func NewBreaker(cfg BreakerConfig) (*Breaker, error) {
 	case cfg.FailureRate < 0 || cfg.FailureRate > 1:
 		return nil, errors.New("resilience: Breaker.FailureRate out of [0, 1]")
 	}
-	b := &Breaker{name: cfg.Name, isFailure: cfg.IsFailure, observer: cfg.Observer}
+	b := &Breaker{name: cfg.Name, isFailure: cfg.IsFailure, observer: cfg.Observer, countMode: cfg.FailureRate == 0}
 	bld := circuitbreaker.NewBuilder[*llm.Response]().
 		WithDelay(cfg.Delay).
 		WithSuccessThreshold(cfg.Probes).
@@ -178,6 +188,12 @@ func (b *Breaker) Middleware() llm.Middleware {
 // acquire asks for a permit. It reports whether the call was admitted and
 // whether it is a half-open probe.
 func (b *Breaker) acquire(ctx context.Context) (ok, probe bool) {
+	if b.countMode && llm.BreakerState(b.state.Load()) == llm.BreakerClosed {
+		// A closed breaker admits every call; failsafe-go would only take
+		// its lock to say so.
+		b.flush(ctx)
+		return true, false
+	}
 	ok = b.cb.TryAcquirePermit()
 	probe = ok && llm.BreakerState(b.state.Load()) == llm.BreakerHalfOpen
 	b.flush(ctx)
@@ -189,7 +205,7 @@ func (b *Breaker) acquire(ctx context.Context) (ok, probe bool) {
 func (b *Breaker) record(ctx context.Context, err error, callerDone, probe bool) {
 	switch {
 	case err == nil:
-		b.cb.RecordSuccess()
+		b.recordSuccess()
 	case callerDone || llm.KindOf(err) == llm.KindBadRequest || !b.isFailure(err):
 		if llm.KindOf(err) == llm.KindCanceled || callerDone {
 			if probe {
@@ -198,11 +214,28 @@ func (b *Breaker) record(ctx context.Context, err error, callerDone, probe bool)
 			return
 		}
 		// The provider answered, just not with success: it is healthy.
-		b.cb.RecordSuccess()
+		b.recordSuccess()
 	default:
+		// Record first, then flag: a success that reads the flag before
+		// it is raised is ordered before this failure, which is true.
 		b.cb.RecordFailure()
+		b.unresolved.Add(1)
 	}
 	b.flush(ctx)
+}
+
+// recordSuccess takes a success to failsafe-go unless, in count mode, the
+// breaker is closed with no failure since the last recorded success: then
+// it would change nothing.
+func (b *Breaker) recordSuccess() {
+	n := b.unresolved.Load()
+	if b.countMode && n == 0 && llm.BreakerState(b.state.Load()) == llm.BreakerClosed {
+		return
+	}
+	b.cb.RecordSuccess()
+	// A failure recorded meanwhile raised the count: keep it, so the next
+	// success is recorded too.
+	b.unresolved.CompareAndSwap(n, 0)
 }
 
 // releaseProbe gives back the slot of a half-open probe whose caller went

@@ -327,9 +327,11 @@ func (st *call) final(err error) error {
 }
 
 // finish records the attempt count on the answer, on a copy: the answer
-// may be shared (a cache, a fake).
+// may be shared (a cache, a fake). A single attempt is not recorded
+// (llm.Response.Attempts 0 means one), which spares the copy on the
+// common path.
 func (st *call) finish(resp *llm.Response) *llm.Response {
-	if resp.Attempts == st.attempts {
+	if resp.Attempts == st.attempts || st.attempts <= 1 && resp.Attempts == 0 {
 		return resp
 	}
 	r := resp.Clone()
@@ -399,6 +401,13 @@ func (st *call) attempt(n int) (resp *llm.Response, err error) {
 	return resp, err
 }
 
+// epoch anchors mono: time.Since of a fixed instant reads only the
+// monotonic clock (one clock read where time.Now takes two), and follows
+// testing/synctest's fake clock.
+var epoch = time.Now()
+
+func mono() time.Duration { return time.Since(epoch) }
+
 var errPanic = &llm.Error{Kind: llm.KindUnavailable, Provider: provider, Message: "the wrapped client panicked"}
 
 // once calls the wrapped client and reports the attempt.
@@ -408,9 +417,9 @@ func (st *call) once(ctx context.Context, req *llm.Request) (*llm.Response, erro
 	if !llm.Observed(st.ctx) {
 		return st.c.next.Generate(ctx, req)
 	}
-	t0 := time.Now()
+	t0 := mono()
 	resp, err := st.c.next.Generate(ctx, req)
-	llm.Emit(st.ctx, llm.Event{Kind: llm.EventAttempt, Request: st.orig, Attempt: n, Duration: time.Since(t0), Err: err})
+	llm.Emit(st.ctx, llm.Event{Kind: llm.EventAttempt, Request: st.orig, Attempt: n, Duration: mono() - t0, Err: err})
 	return resp, err
 }
 

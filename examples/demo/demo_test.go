@@ -50,7 +50,7 @@ func TestDemo(t *testing.T) {
 			}
 			return n
 		}
-		// columns: calls calls/s answered cached degraded failed attempts p50 p95 p99
+		// columns: calls calls/s answered cached degraded failed retried p50 p95 p99
 		healthy, outage := row("healthy"), row("outage")
 		if num(healthy[0]) == 0 || num(outage[0]) == 0 {
 			t.Fatalf("a phase made no calls:\n%s", s)

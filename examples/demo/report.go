@@ -15,7 +15,7 @@ import (
 
 func printPhases(w io.Writer, results []*phaseStats) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "phase\tcalls\tcalls/s\tanswered\tcached\tdegraded\tfailed\tprovider attempts\tp50\tp95\tp99\t")
+	fmt.Fprintln(tw, "phase\tcalls\tcalls/s\tanswered\tcached\tdegraded\tfailed\tretried\tp50\tp95\tp99\t")
 	all := &phaseStats{name: "all", errors: map[llm.Kind]int{}}
 	for _, r := range append(results, all) {
 		if r != all {
@@ -24,7 +24,7 @@ func printPhases(w io.Writer, results []*phaseStats) {
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%d\t%d\t%d\t%d\t%v\t%v\t%v\t\n",
 			r.name, r.calls, float64(r.calls)/r.elapsed.Seconds(), pct(r.ok, r.calls),
-			r.cached, r.degraded, r.calls-r.ok, r.attempts,
+			r.cached, r.degraded, r.calls-r.ok, r.retried,
 			round(r.percentile(0.50)), round(r.percentile(0.95)), round(r.percentile(0.99)))
 	}
 	_ = tw.Flush()
@@ -40,7 +40,8 @@ func printPhases(w io.Writer, results []*phaseStats) {
 		fmt.Fprintf(w, "errors in %s: %s\n", r.name, strings.Join(parts, " "))
 	}
 	fmt.Fprintln(w, "answered includes cached and degraded answers: a degraded answer is a stale cache")
-	fmt.Fprintln(w, "entry or the static fallback message, served instead of an error while the model fails.")
+	fmt.Fprintln(w, "entry or the static fallback message, served instead of an error while the model fails;")
+	fmt.Fprintln(w, "retried counts answers that took more than one provider attempt.")
 }
 
 func pct(n, of int) string {

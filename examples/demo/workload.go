@@ -45,7 +45,7 @@ type phaseStats struct {
 	cached    int
 	degraded  int
 	streams   int
-	attempts  int
+	retried   int
 	errors    map[llm.Kind]int
 	latencies []time.Duration
 }
@@ -56,7 +56,7 @@ func (s *phaseStats) add(o *phaseStats) {
 	s.cached += o.cached
 	s.degraded += o.degraded
 	s.streams += o.streams
-	s.attempts += o.attempts
+	s.retried += o.retried
 	for k, n := range o.errors {
 		s.errors[k] += n
 	}
@@ -137,7 +137,9 @@ func call(phaseCtx context.Context, client llm.Client, rng *rand.Rand, st *phase
 		return
 	}
 	st.ok++
-	st.attempts += resp.Attempts
+	if resp.Attempts > 1 {
+		st.retried++
+	}
 	if resp.Cached {
 		st.cached++
 	}
