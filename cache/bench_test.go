@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -47,6 +48,13 @@ func benchReq() *llm.Request {
 		Tenant:      "tenant-a",
 	}
 }
+
+// discardStore holds nothing: every Get misses, every Set is dropped.
+type discardStore struct{}
+
+func (discardStore) Get(context.Context, Key) (Entry, bool, error)        { return Entry{}, false, nil }
+func (discardStore) Set(context.Context, Key, Entry, time.Duration) error { return nil }
+func (discardStore) Name() string                                         { return "discard" }
 
 func newRistrettoT(tb testing.TB, cfg RistrettoConfig) *Ristretto {
 	tb.Helper()
@@ -170,6 +178,51 @@ func BenchmarkMiss(b *testing.B) {
 				}
 				i++
 			}
+		})
+	}
+}
+
+// BenchmarkMissParallel misses from every goroutine at once, each on keys
+// of its own (a per-goroutine id and counter in MaxTokens, no formatting in
+// the loop), so that what the goroutines share is the middleware's own
+// state: the flight map, the store. It scales with -cpu only if misses on
+// different keys do not serialise.
+func BenchmarkMissParallel(b *testing.B) {
+	answer := &llm.Response{Text: "Paris.", FinishReason: llm.FinishStop}
+	next := llm.ClientFunc(func(context.Context, *llm.Request) (*llm.Response, error) {
+		return answer.Clone(), nil
+	})
+	for _, mode := range []struct {
+		name  string
+		store func() Store
+		opts  []Option
+	}{
+		// discard keeps nothing and costs nothing: what is left is the
+		// middleware alone (key, lookup, flights, keep).
+		{"discard", func() Store { return discardStore{} }, nil},
+		// ristretto applies every Set on one goroutine of its own, which
+		// bounds how far misses that all set can scale.
+		{"ristretto", func() Store { return newRistrettoT(b, RistrettoConfig{MaxCost: 1, MaxItemBytes: 1 << 20}) }, nil},
+		{"ristretto-nocoalesce", func() Store { return newRistrettoT(b, RistrettoConfig{MaxCost: 1, MaxItemBytes: 1 << 20}) }, []Option{WithoutCoalescing()}},
+	} {
+		b.Run(mode.name, func(b *testing.B) {
+			mw, _ := Middleware(mode.store(), mode.opts...)
+			c := mw(next)
+			ctx := context.Background()
+			var ids atomic.Int64
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				req := benchReq()
+				base := int(ids.Add(1)) << 32
+				for i := 0; pb.Next(); i++ {
+					req.MaxTokens = base + i
+					if _, err := c.Generate(ctx, req); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
 		})
 	}
 }

@@ -22,8 +22,27 @@ type Cache struct {
 	source string
 	cfg    config
 
-	mu      sync.Mutex
-	flights map[Key]*flight
+	// flights holds the calls in the air, sharded by key digest so that
+	// misses on different keys never contend for one lock.
+	flights [flightShards]flightShard
+}
+
+// flightShards is the number of flight map shards: enough that misses on
+// different keys rarely share a lock on any plausible core count.
+const flightShards = 64
+
+// flightShard is one lock and map of in-flight calls, padded to its own
+// cache line so that neighbouring shards' locks do not false-share.
+type flightShard struct {
+	mu sync.Mutex
+	m  map[Key]*flight
+	_  [64 - 16]byte
+}
+
+// shard returns the flight shard of key. It uses a digest byte ristretto
+// does not shard by, from the other half of the XXH3-128 digest.
+func (c *Cache) shard(key Key) *flightShard {
+	return &c.flights[key.Digest[8]%flightShards]
 }
 
 // New returns a Cache over store. It fails on a nil store or an invalid
@@ -41,7 +60,11 @@ func New(store Store, opts ...Option) (*Cache, error) {
 			return nil, err
 		}
 	}
-	return &Cache{store: store, source: store.Name(), cfg: cfg, flights: make(map[Key]*flight)}, nil
+	c := &Cache{store: store, source: store.Name(), cfg: cfg}
+	for i := range c.flights {
+		c.flights[i].m = make(map[Key]*flight)
+	}
+	return c, nil
 }
 
 // Middleware returns a caching middleware over store; it is
@@ -156,7 +179,7 @@ func replay(stream func(llm.Chunk) error, text string, size int) error {
 
 // flight is one provider call that identical concurrent misses wait for.
 type flight struct {
-	// done is made by the first follower (under Cache.mu) and closed when
+	// done is made by the first follower (under its shard's lock) and closed when
 	// the flight lands, so a miss nobody joins costs no channel.
 	done chan struct{}
 	// resp is the leader's answer as the followers share it: a copy the
@@ -173,20 +196,21 @@ type flight struct {
 // flight already in the air.
 func (cl *client) coalesced(ctx context.Context, req *llm.Request, key Key) (*llm.Response, error) {
 	c := cl.c
+	s := c.shard(key)
 	for {
-		c.mu.Lock()
-		f, ok := c.flights[key]
+		s.mu.Lock()
+		f, ok := s.m[key]
 		if !ok {
 			f = &flight{}
-			c.flights[key] = f
-			c.mu.Unlock()
+			s.m[key] = f
+			s.mu.Unlock()
 			return cl.call(ctx, req, key, f)
 		}
 		if f.done == nil {
 			f.done = make(chan struct{})
 		}
 		done := f.done
-		c.mu.Unlock()
+		s.mu.Unlock()
 		c.emit(ctx, llm.EventCacheCoalesced, req, nil)
 		select {
 		case <-done:
@@ -248,12 +272,13 @@ func (c *Cache) land(key Key, f *flight, resp *llm.Response, err error, retry bo
 	// The outcome is written before the flight leaves the map under the
 	// lock, and followers read it after done closes: both orderings hold.
 	f.resp, f.err, f.retry = resp, err, retry
-	c.mu.Lock()
-	if c.flights[key] == f {
-		delete(c.flights, key)
+	s := c.shard(key)
+	s.mu.Lock()
+	if s.m[key] == f {
+		delete(s.m, key)
 	}
 	done := f.done
-	c.mu.Unlock()
+	s.mu.Unlock()
 	if done != nil {
 		close(done)
 	}

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/llmkit/llmkit/llm"
 	"github.com/llmkit/llmkit/llm/llmtest"
@@ -384,5 +385,11 @@ func TestHitAllocs(t *testing.T) {
 	})
 	if n > 1 {
 		t.Fatalf("a hit allocates %v times, want at most 1", n)
+	}
+}
+
+func TestFlightShardFillsACacheLine(t *testing.T) {
+	if n := unsafe.Sizeof(flightShard{}); n != 64 {
+		t.Fatalf("flightShard is %d bytes, want 64: neighbouring shards' locks would share a cache line", n)
 	}
 }
