@@ -200,6 +200,30 @@ func Retryable(err error) bool {
 	return false
 }
 
+// KindForStatus maps an HTTP status to the Kind providers mean by it: 429
+// rate_limited, 408 timeout, 401, 402 and 403 auth, 529 overloaded, other
+// 5xx unavailable, other 4xx bad_request, anything else unknown. Adapters
+// look at the provider's error code first (a context-length error is a
+// 400) and fall back to this; a ClientFunc over a plain HTTP client can use
+// it as it is.
+func KindForStatus(status int) Kind {
+	switch {
+	case status == 429:
+		return KindRateLimited
+	case status == 408:
+		return KindTimeout
+	case status == 401 || status == 402 || status == 403:
+		return KindAuth
+	case status == 529:
+		return KindOverloaded
+	case status >= 500 && status < 600:
+		return KindUnavailable
+	case status >= 400 && status < 500:
+		return KindBadRequest
+	}
+	return KindUnknown
+}
+
 // RetryAfterOf returns the RetryAfter of the first *Error in err's chain.
 func RetryAfterOf(err error) time.Duration {
 	var e *Error

@@ -250,6 +250,22 @@ func TestRetryable(t *testing.T) {
 	}
 }
 
+func TestKindForStatus(t *testing.T) {
+	want := map[int]llm.Kind{
+		0: llm.KindUnknown, 200: llm.KindUnknown, 302: llm.KindUnknown,
+		400: llm.KindBadRequest, 404: llm.KindBadRequest, 413: llm.KindBadRequest, 422: llm.KindBadRequest,
+		401: llm.KindAuth, 402: llm.KindAuth, 403: llm.KindAuth,
+		408: llm.KindTimeout, 429: llm.KindRateLimited,
+		500: llm.KindUnavailable, 502: llm.KindUnavailable, 503: llm.KindUnavailable, 504: llm.KindUnavailable,
+		529: llm.KindOverloaded, 600: llm.KindUnknown,
+	}
+	for status, k := range want {
+		if got := llm.KindForStatus(status); got != k {
+			t.Errorf("KindForStatus(%d) = %v, want %v", status, got, k)
+		}
+	}
+}
+
 func TestKindNamesRoundTrip(t *testing.T) {
 	seen := map[string]bool{}
 	for _, k := range llm.Kinds() {

@@ -139,23 +139,10 @@ func classify(status int, typ, msg string) llm.Kind {
 	case "not_found_error", "request_too_large":
 		return llm.KindBadRequest
 	}
-	switch {
-	case status == http.StatusTooManyRequests:
-		return llm.KindRateLimited
-	case status == 529:
-		return llm.KindOverloaded
-	case status == http.StatusRequestTimeout:
-		return llm.KindTimeout
-	case status == http.StatusUnauthorized, status == http.StatusForbidden, status == http.StatusPaymentRequired:
-		return llm.KindAuth
-	case status == http.StatusBadRequest && tooLong(msg):
+	if status == http.StatusBadRequest && tooLong(msg) {
 		return llm.KindContextLength
-	case status >= 400 && status < 500:
-		return llm.KindBadRequest
-	case status >= 500:
-		return llm.KindUnavailable
 	}
-	return llm.KindUnknown
+	return llm.KindForStatus(status)
 }
 
 // tooLong reports whether an invalid_request_error says the prompt does not

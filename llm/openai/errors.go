@@ -104,26 +104,18 @@ func kindFor(status int, e APIError) llm.Kind {
 			return llm.KindContentFilter
 		}
 	}
-	switch {
-	case status == http.StatusTooManyRequests:
-		return llm.KindRateLimited
-	case status == http.StatusRequestTimeout:
-		return llm.KindTimeout
-	case status == http.StatusUnauthorized || status == http.StatusForbidden:
-		return llm.KindAuth
-	case status == 529: // overloaded, as Anthropic and proxies in front of it send
-		return llm.KindOverloaded
-	case status >= 500:
-		return llm.KindUnavailable
+	switch k := llm.KindForStatus(status); {
 	case status == http.StatusConflict: // OpenAI: a transient conflict; the SDK retries it
 		return llm.KindUnavailable
-	case status >= 400:
+	case k == llm.KindBadRequest:
 		// vLLM and some other servers report an oversized prompt as a plain
 		// 400 without a code; their message is the only signal.
 		if strings.Contains(strings.ToLower(e.Message), "maximum context length") {
 			return llm.KindContextLength
 		}
-		return llm.KindBadRequest
+		return k
+	case k != llm.KindUnknown:
+		return k
 	}
 	// An error event inside a stream: classify by type.
 	switch e.Type {
