@@ -224,6 +224,28 @@ func KindForStatus(status int) Kind {
 	return KindUnknown
 }
 
+// HTTPStatus returns the status a provider sends for a failure of kind k
+// (the inverse of KindForStatus, taking 400 for the kinds that share it),
+// or 0 for the kinds that do not come from HTTP: canceled, circuit_open,
+// stream_cut, unknown. Simulators and test servers use it.
+func (k Kind) HTTPStatus() int {
+	switch k {
+	case KindRateLimited:
+		return 429
+	case KindTimeout:
+		return 408
+	case KindUnavailable:
+		return 503
+	case KindOverloaded:
+		return 529
+	case KindBadRequest, KindContextLength, KindContentFilter:
+		return 400
+	case KindAuth:
+		return 401
+	}
+	return 0
+}
+
 // RetryAfterOf returns the RetryAfter of the first *Error in err's chain.
 func RetryAfterOf(err error) time.Duration {
 	var e *Error

@@ -264,6 +264,17 @@ func TestKindForStatus(t *testing.T) {
 			t.Errorf("KindForStatus(%d) = %v, want %v", status, got, k)
 		}
 	}
+	// HTTPStatus is its inverse for every kind that comes from HTTP.
+	for _, k := range llm.Kinds() {
+		s := k.HTTPStatus()
+		if s == 0 {
+			continue
+		}
+		back := llm.KindForStatus(s)
+		if back != k && back != llm.KindBadRequest {
+			t.Errorf("KindForStatus(%v.HTTPStatus() = %d) = %v", k, s, back)
+		}
+	}
 }
 
 func TestKindNamesRoundTrip(t *testing.T) {

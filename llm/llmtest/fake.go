@@ -221,21 +221,5 @@ func Error(kind llm.Kind) *llm.Error {
 }
 
 // StatusFor returns the HTTP status providers send for a kind, or 0 for
-// kinds that do not come from HTTP (canceled, circuit_open, stream_cut).
-func StatusFor(kind llm.Kind) int {
-	switch kind {
-	case llm.KindRateLimited:
-		return 429
-	case llm.KindTimeout:
-		return 408
-	case llm.KindUnavailable:
-		return 503
-	case llm.KindOverloaded:
-		return 529
-	case llm.KindBadRequest, llm.KindContextLength, llm.KindContentFilter:
-		return 400
-	case llm.KindAuth:
-		return 401
-	}
-	return 0
-}
+// kinds that do not come from HTTP; it is kind.HTTPStatus().
+func StatusFor(kind llm.Kind) int { return kind.HTTPStatus() }

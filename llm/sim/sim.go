@@ -247,24 +247,24 @@ func (s *settings) latency(u float64) (ttft, perToken time.Duration) {
 // fault returns the error of a simulated failure of kind k, shaped as a
 // provider would send it.
 func (m *Model) fault(k llm.Kind) *llm.Error {
-	e := &llm.Error{Kind: k, Provider: Provider}
+	e := &llm.Error{Kind: k, Provider: Provider, Status: k.HTTPStatus()}
 	switch k {
 	case llm.KindRateLimited:
-		e.Status, e.Message, e.RetryAfter = 429, "simulated rate limit", m.retryAfter
+		e.Message, e.RetryAfter = "simulated rate limit", m.retryAfter
 	case llm.KindTimeout:
-		e.Status, e.Message = 408, "simulated request timeout"
+		e.Message = "simulated request timeout"
 	case llm.KindUnavailable:
-		e.Status, e.Message = 503, "simulated outage"
+		e.Message = "simulated outage"
 	case llm.KindOverloaded:
-		e.Status, e.Message = 529, "simulated overload"
+		e.Message = "simulated overload"
 	case llm.KindBadRequest:
-		e.Status, e.Message = 400, "simulated invalid request"
+		e.Message = "simulated invalid request"
 	case llm.KindAuth:
-		e.Status, e.Message = 401, "simulated authentication failure"
+		e.Message = "simulated authentication failure"
 	case llm.KindContextLength:
-		e.Status, e.Message = 400, "simulated context length exceeded"
+		e.Message = "simulated context length exceeded"
 	case llm.KindContentFilter:
-		e.Status, e.Message = 400, "simulated content filter refusal"
+		e.Message = "simulated content filter refusal"
 	case llm.KindStreamCut:
 		e.Message = "simulated stream cut before the end marker"
 	default:
