@@ -1,6 +1,9 @@
 package llm
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Client generates a response for a request.
 //
@@ -54,4 +57,21 @@ func Wrap(c Client, mws ...Middleware) Client {
 		}
 	}
 	return c
+}
+
+// Sleep waits d, or until ctx is done, whichever comes first, and returns
+// ctx.Err() in the second case. Every wait in llmkit is cancellable; this is
+// the one they use. It follows testing/synctest's fake clock.
+func Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/goleak"
@@ -530,6 +531,24 @@ func BenchmarkRedact(b *testing.B) {
 	b.Run("secret", func(b *testing.B) {
 		for b.Loop() {
 			_ = llm.Redact("Authorization: Bearer sk-abcdefghijklmnopqrstuvwxyz")
+		}
+	})
+}
+
+func TestSleep(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		if err := llm.Sleep(context.Background(), time.Minute); err != nil || time.Since(start) != time.Minute {
+			t.Fatalf("Sleep(1m) = %v after %v", err, time.Since(start))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		start = time.Now()
+		if err := llm.Sleep(ctx, time.Hour); !errors.Is(err, context.DeadlineExceeded) || time.Since(start) != time.Second {
+			t.Fatalf("Sleep past the deadline = %v after %v", err, time.Since(start))
+		}
+		if err := llm.Sleep(ctx, 0); err == nil {
+			t.Fatal("Sleep(0) on a done context returned nil")
 		}
 	})
 }

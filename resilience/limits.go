@@ -162,17 +162,10 @@ func (r *rateLimit) take(ctx context.Context, lim ratelimiter.RateLimiter[*llm.R
 
 // sleep waits d or until ctx is done.
 func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
+	if llm.Sleep(ctx, d) != nil {
 		return llm.FromContext(ctx, provider)
 	}
+	return nil
 }
 
 func reject(ctx context.Context, reason string, err error) error {
