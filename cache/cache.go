@@ -25,6 +25,11 @@ type Cache struct {
 	// flights holds the calls in the air, sharded by key digest so that
 	// misses on different keys never contend for one lock.
 	flights [flightShards]flightShard
+
+	// owned is store when it can store an answer in its own allocation.
+	owned ownedSetter
+	// anchor is the last full clock reading; see now.
+	anchor atomic.Pointer[anchor]
 }
 
 // flightShards is the number of flight map shards: enough that misses on
@@ -61,6 +66,7 @@ func New(store Store, opts ...Option) (*Cache, error) {
 		}
 	}
 	c := &Cache{store: store, source: store.Name(), cfg: cfg}
+	c.owned, _ = store.(ownedSetter)
 	for i := range c.flights {
 		c.flights[i].m = make(map[Key]*flight)
 	}
@@ -178,9 +184,12 @@ func replay(stream func(llm.Chunk) error, text string, size int) error {
 }
 
 // flight is one provider call that identical concurrent misses wait for.
+//
+// A leader registers its key in its shard's map with a nil *flight, which
+// costs no allocation; the first follower makes the flight and puts it in
+// the map. So a miss nobody joins allocates nothing to coalesce.
 type flight struct {
-	// done is made by the first follower (under its shard's lock) and closed when
-	// the flight lands, so a miss nobody joins costs no channel.
+	// done is closed when the flight lands.
 	done chan struct{}
 	// resp is the leader's answer as the followers share it: a copy the
 	// leader's caller cannot reach. Set before done is closed.
@@ -201,19 +210,18 @@ func (cl *client) coalesced(ctx context.Context, req *llm.Request, key Key) (*ll
 		s.mu.Lock()
 		f, ok := s.m[key]
 		if !ok {
-			f = &flight{}
-			s.m[key] = f
+			s.m[key] = nil // in the air, nobody waiting yet
 			s.mu.Unlock()
-			return cl.call(ctx, req, key, f)
+			return cl.call(ctx, req, key, s)
 		}
-		if f.done == nil {
-			f.done = make(chan struct{})
+		if f == nil {
+			f = &flight{done: make(chan struct{})}
+			s.m[key] = f
 		}
-		done := f.done
 		s.mu.Unlock()
 		c.emit(ctx, llm.EventCacheCoalesced, req, nil)
 		select {
-		case <-done:
+		case <-f.done:
 		case <-ctx.Done():
 			return nil, llm.FromContext(ctx, provider)
 		}
@@ -227,81 +235,142 @@ func (cl *client) coalesced(ctx context.Context, req *llm.Request, key Key) (*ll
 	}
 }
 
-// call asks the wrapped client, stores a storable answer and, when f is
-// set, hands the outcome to f's followers.
-func (cl *client) call(ctx context.Context, req *llm.Request, key Key, f *flight) (resp *llm.Response, err error) {
+// call asks the wrapped client and stores a storable answer. When s is
+// set, req leads the flight for key registered in s, and call hands the
+// outcome to its followers.
+func (cl *client) call(ctx context.Context, req *llm.Request, key Key, s *flightShard) (resp *llm.Response, err error) {
 	c := cl.c
-	r := req
+	if s == nil {
+		resp, err = cl.next.Generate(ctx, req)
+		if err == nil && resp != nil {
+			c.keep(ctx, req, key, resp)
+		}
+		return resp, err
+	}
 	landed := false
-	var callbackFailed atomic.Bool // written by the stream callback
-	if f != nil {
-		defer func() {
-			if !landed { // the wrapped client panicked: let a follower lead
-				c.land(key, f, nil, nil, true)
+	defer func() {
+		if !landed { // the wrapped client panicked: let a follower lead
+			c.land(s, key, nil, nil, nil, true)
+		}
+	}()
+	r := req
+	var callbackFailed *atomic.Bool // written by the stream callback
+	if req.Stream != nil {
+		callbackFailed = new(atomic.Bool)
+		stream := req.Stream
+		r = req.Clone()
+		r.Stream = func(ch llm.Chunk) error {
+			if err := stream(ch); err != nil {
+				callbackFailed.Store(true)
+				return err
 			}
-		}()
-		if req.Stream != nil {
-			stream := req.Stream
-			r = req.Clone()
-			r.Stream = func(ch llm.Chunk) error {
-				if err := stream(ch); err != nil {
-					callbackFailed.Store(true)
-					return err
-				}
-				return nil
-			}
+			return nil
 		}
 	}
 	resp, err = cl.next.Generate(ctx, r)
 	var shared *llm.Response
-	if err == nil && resp != nil {
-		shared = c.keep(ctx, req, key, resp)
-	}
-	if f != nil {
-		if err == nil && resp == nil {
+	if err == nil {
+		if resp == nil {
 			err = llm.NewError(llm.KindUnknown, provider, "wrapped client returned neither a response nor an error")
+		} else {
+			shared = c.keep(ctx, req, key, resp)
 		}
-		c.land(key, f, shared, err, err != nil && (callbackFailed.Load() || ctx.Err() != nil))
-		landed = true
 	}
+	retry := err != nil && ((callbackFailed != nil && callbackFailed.Load()) || ctx.Err() != nil)
+	c.land(s, key, resp, shared, err, retry)
+	landed = true
 	return resp, err
 }
 
-// land ends a flight: later misses start a new one, and its followers wake.
-func (c *Cache) land(key Key, f *flight, resp *llm.Response, err error, retry bool) {
-	// The outcome is written before the flight leaves the map under the
-	// lock, and followers read it after done closes: both orderings hold.
-	f.resp, f.err, f.retry = resp, err, retry
-	s := c.shard(key)
+// land ends the flight for key in s: later misses start a new one, and its
+// followers, if any joined, wake to shared (or a copy of resp when the
+// answer was not stored), err or retry.
+func (c *Cache) land(s *flightShard, key Key, resp, shared *llm.Response, err error, retry bool) {
 	s.mu.Lock()
-	if s.m[key] == f {
-		delete(s.m, key)
-	}
-	done := f.done
+	f := s.m[key] // the leader's own entry: only the leader removes it
+	delete(s.m, key)
 	s.mu.Unlock()
-	if done != nil {
-		close(done)
+	if f == nil {
+		return // nobody joined
 	}
+	if err == nil && !retry && shared == nil {
+		shared = sharedCopy(resp)
+	}
+	// Followers read the outcome after done closes; no later miss can find
+	// f, since it has left the map.
+	f.resp, f.err, f.retry = shared, err, retry
+	close(f.done)
 }
 
-// keep stores resp when the request and the answer allow it and returns
-// the copy that followers share.
+// sharedCopy returns a copy of resp as it is stored and shared: not
+// Cached, no Quota, Attempts 0.
+func sharedCopy(resp *llm.Response) *llm.Response {
+	shared := new(llm.Response)
+	copyShared(shared, resp)
+	return shared
+}
+
+// copyShared writes into dst the stored form of resp.
+func copyShared(dst, resp *llm.Response) {
+	*dst = *resp
+	dst.Cached, dst.Quota, dst.Attempts = false, nil, 0
+}
+
+// ownedSetter is a Store that can store the answer in an allocation of its
+// own, copying resp into it, and returns the copy it stored (nil when it
+// skipped the answer). Ristretto is one: the entry and its answer then
+// cost one allocation, not two.
+type ownedSetter interface {
+	setOwned(key Key, resp *llm.Response, expires, staleUntil time.Time, ttl time.Duration) *llm.Response
+}
+
+// keep stores resp when the request and the answer allow it, and returns
+// the copy it stored, which followers may share, or nil when it stored
+// none.
 func (c *Cache) keep(ctx context.Context, req *llm.Request, key Key, resp *llm.Response) *llm.Response {
-	shared := resp.Clone()
-	shared.Cached, shared.Quota, shared.Attempts = false, nil, 0
 	if req.Cache&llm.CacheSkipStore != 0 || resp.Degraded || !c.cfg.storable(resp) {
+		return nil
+	}
+	now := c.now()
+	life := c.cfg.ttl + c.cfg.grace
+	expires, staleUntil := now.Add(c.cfg.ttl), now.Add(life)
+	if c.owned != nil {
+		shared := c.owned.setOwned(key, resp, expires, staleUntil, life)
+		c.emit(ctx, llm.EventCacheStore, req, nil)
 		return shared
 	}
-	// time.Now carries a monotonic reading, so that the time.Until checks
-	// of entries made in this process read only the monotonic clock.
-	now := time.Now()
-	e := Entry{Response: shared, Expires: now.Add(c.cfg.ttl), StaleUntil: now.Add(c.cfg.ttl + c.cfg.grace)}
-	if err := c.store.Set(ctx, key, e, c.cfg.ttl+c.cfg.grace); err != nil {
+	shared := sharedCopy(resp)
+	if err := c.store.Set(ctx, key, Entry{Response: shared, Expires: expires, StaleUntil: staleUntil}, life); err != nil {
 		c.emit(ctx, llm.EventCacheError, req, err)
 	} else {
 		c.emit(ctx, llm.EventCacheStore, req, nil)
 	}
 	return shared
+}
+
+// anchorAge is how long a clock anchor serves before the wall clock is
+// read again, so that a step of the wall clock reaches new entries'
+// deadlines within this long.
+const anchorAge = time.Second
+
+// anchor is a full clock reading (wall and monotonic) that now() offsets.
+type anchor struct{ t time.Time }
+
+// now returns the current time, with a monotonic reading so that the
+// time.Until checks of entries made in this process read only the
+// monotonic clock. time.Now reads two clocks; now reads one, the monotonic
+// clock, and offsets the last anchor by it, reading both again at most
+// once per anchorAge. Its wall time can lag a wall-clock step by at most
+// anchorAge.
+func (c *Cache) now() time.Time {
+	if a := c.anchor.Load(); a != nil {
+		if d := time.Since(a.t); d >= 0 && d < anchorAge {
+			return a.t.Add(d)
+		}
+	}
+	t := time.Now()
+	c.anchor.Store(&anchor{t})
+	return t
 }
 
 // Stale returns the stored answer to req when it has expired but is still

@@ -393,3 +393,47 @@ func TestFlightShardFillsACacheLine(t *testing.T) {
 		t.Fatalf("flightShard is %d bytes, want 64: neighbouring shards' locks would share a cache line", n)
 	}
 }
+
+// TestMissAllocs pins what a miss allocates besides the wrapped client's
+// own answer: the stored entry (one allocation holding the item and the
+// answer's copy) and ristretto's own buffered item; nothing at all when the
+// answer is not stored and nobody joins the flight.
+func TestMissAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation budgets are checked without -race (sync.Pool drops items under it)")
+	}
+	answer := &llm.Response{Text: "Paris.", FinishReason: llm.FinishStop}
+	next := llm.ClientFunc(func(context.Context, *llm.Request) (*llm.Response, error) { return answer, nil })
+	for _, tc := range []struct {
+		name string
+		opts []Option
+		want float64
+	}{
+		{"stored", nil, 2},
+		{"stored-nocoalesce", []Option{WithoutCoalescing()}, 2},
+		{"not-stored", []Option{WithStoreIf(func(*llm.Response) bool { return false })}, 0},
+		{"not-stored-nocoalesce", []Option{WithoutCoalescing(), WithStoreIf(func(*llm.Response) bool { return false })}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Each entry costs more than the store holds: every call misses.
+			st := newRistrettoT(t, RistrettoConfig{MaxCost: 1, MaxItemBytes: 1 << 20})
+			mw, err := Middleware(st, tc.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := mw(next)
+			req := benchReq()
+			ctx := context.Background()
+			n := testing.AllocsPerRun(200, func() {
+				req.MaxTokens++ // a new key every call
+				resp, err := c.Generate(ctx, req)
+				if err != nil || resp != answer {
+					t.Fatalf("miss = %p, %v; want the wrapped client's answer", resp, err)
+				}
+			})
+			if n > tc.want {
+				t.Fatalf("a miss allocates %v times, want at most %v", n, tc.want)
+			}
+		})
+	}
+}

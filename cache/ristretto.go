@@ -58,7 +58,10 @@ type Ristretto struct {
 	ttl     bool
 }
 
-var _ Store = (*Ristretto)(nil)
+var (
+	_ Store       = (*Ristretto)(nil)
+	_ ownedSetter = (*Ristretto)(nil)
+)
 
 // ristrettoItem keeps the whole key next to the entry: ristretto identifies
 // items by 64 bits of it, and Get checks the rest. It is stored by pointer:
@@ -124,12 +127,42 @@ func (r *Ristretto) Set(_ context.Context, key Key, e Entry, ttl time.Duration) 
 	if cost > r.maxItem {
 		return nil
 	}
+	r.set(&ristrettoItem{key: key, e: e}, cost, ttl)
+	return nil
+}
+
+func (r *Ristretto) set(it *ristrettoItem, cost int64, ttl time.Duration) {
 	if r.ttl {
-		r.c.SetWithTTL(ristrettoKey(key), &ristrettoItem{key: key, e: e}, cost, ttl)
+		r.c.SetWithTTL(ristrettoKey(it.key), it, cost, ttl)
+		return
+	}
+	r.c.Set(ristrettoKey(it.key), it, cost)
+}
+
+// ownedItem is an item and the answer it stores in one allocation: the
+// middleware's stored copy of an answer, made by setOwned.
+type ownedItem struct {
+	ristrettoItem
+	resp llm.Response
+}
+
+// setOwned stores the stored form of resp as Set would, copying it into
+// the item's own allocation, and returns that copy (nil when it skipped
+// the answer).
+func (r *Ristretto) setOwned(key Key, resp *llm.Response, expires, staleUntil time.Time, ttl time.Duration) *llm.Response {
+	if ttl <= 0 {
 		return nil
 	}
-	r.c.Set(ristrettoKey(key), &ristrettoItem{key: key, e: e}, cost)
-	return nil
+	cost := entryBytes(resp)
+	if cost > r.maxItem {
+		return nil
+	}
+	it := &ownedItem{}
+	copyShared(&it.resp, resp)
+	it.key = key
+	it.e = Entry{Response: &it.resp, Expires: expires, StaleUntil: staleUntil}
+	r.set(&it.ristrettoItem, cost, ttl)
+	return &it.resp
 }
 
 // Name returns the store's name, the Source of its events.
