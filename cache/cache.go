@@ -28,6 +28,8 @@ type Cache struct {
 
 	// owned is store when it can store an answer in its own allocation.
 	owned ownedSetter
+	// local is store when it can hand out its entries in place.
+	local entryGetter
 	// anchor is the last full clock reading; see now.
 	anchor atomic.Pointer[anchor]
 }
@@ -67,6 +69,7 @@ func New(store Store, opts ...Option) (*Cache, error) {
 	}
 	c := &Cache{store: store, source: store.Name(), cfg: cfg}
 	c.owned, _ = store.(ownedSetter)
+	c.local, _ = store.(entryGetter)
 	for i := range c.flights {
 		c.flights[i].m = make(map[Key]*flight)
 	}
@@ -139,6 +142,15 @@ func (cl *client) Generate(ctx context.Context, req *llm.Request) (*llm.Response
 
 // lookup returns a fresh stored answer for key, reporting a hit or a miss.
 func (c *Cache) lookup(ctx context.Context, req *llm.Request, key Key) (*llm.Response, bool) {
+	if c.local != nil {
+		// The entry is read in place: no copy of it, no interface call.
+		if e := c.local.getEntry(key); e != nil && e.Response != nil && time.Until(e.Expires) > 0 {
+			c.emit(ctx, llm.EventCacheHit, req, nil)
+			return e.Response, true
+		}
+		c.emit(ctx, llm.EventCacheMiss, req, nil)
+		return nil, false
+	}
 	e, ok, err := c.store.Get(ctx, key)
 	if err != nil {
 		c.emit(ctx, llm.EventCacheError, req, err)
@@ -322,6 +334,13 @@ func copyShared(dst, resp *llm.Response) {
 // cost one allocation, not two.
 type ownedSetter interface {
 	setOwned(key Key, resp *llm.Response, expires, staleUntil time.Time, ttl time.Duration) *llm.Response
+}
+
+// entryGetter is an in-process Store that returns its entry for key in
+// place (nil when it has none), to be read, never modified; it never fails.
+// Ristretto is one.
+type entryGetter interface {
+	getEntry(key Key) *Entry
 }
 
 // keep stores resp when the request and the answer allow it, and returns

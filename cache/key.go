@@ -81,8 +81,8 @@ var scratchPool = sync.Pool{New: func() any { return &scratch{buf: make([]byte, 
 func KeyOf(req *llm.Request) (Key, error) {
 	if len(req.Extra) == 0 && smallEncoding(req) {
 		var arr [stackBuf]byte
-		b, _ := appendEncoding(arr[:0], req, nil)
-		return sum(b, req.Tenant), nil
+		n := encodeSmall(&arr, req)
+		return sum(arr[:n], req.Tenant), nil
 	}
 	sc := scratchPool.Get().(*scratch)
 	b, err := appendEncoding(sc.buf[:0], req, &sc.keys)
@@ -203,4 +203,69 @@ func appendExtra(b []byte, extra map[string]any, keys *[]string) ([]byte, error)
 		b = append(b, v...)
 	}
 	return b, nil
+}
+
+// putStr writes s length-prefixed at b[i:] and returns the next index.
+func putStr(b *[stackBuf]byte, i int, s string) int {
+	i += binary.PutUvarint(b[i:], uint64(len(s)))
+	return i + copy(b[i:], s)
+}
+
+// putFloat writes an optional float as appendFloat does.
+func putFloat(b *[stackBuf]byte, i int, tag byte, p *float64) int {
+	b[i] = tag
+	if p == nil {
+		b[i+1] = 0
+		return i + 2
+	}
+	v := *p
+	if v == 0 {
+		v = 0
+	}
+	b[i+1] = 1
+	binary.LittleEndian.PutUint64(b[i+2:], math.Float64bits(v))
+	return i + 10
+}
+
+// encodeSmall writes the canonical encoding of a request without extras
+// whose encoding smallEncoding said fits, byte for byte what
+// appendEncoding appends, by index into b: no append bookkeeping. It
+// returns the encoding's length.
+func encodeSmall(b *[stackBuf]byte, req *llm.Request) int {
+	b[0], b[1] = KeyVersion, tagTenant
+	i := putStr(b, 2, req.Tenant)
+	b[i] = tagModel
+	i = putStr(b, i+1, req.Model)
+	b[i] = tagSystem
+	i = putStr(b, i+1, req.System)
+	b[i] = tagMessages
+	i++
+	i += binary.PutUvarint(b[i:], uint64(len(req.Messages)))
+	for j := range req.Messages {
+		m := &req.Messages[j]
+		i = putStr(b, i, string(m.Role))
+		i = putStr(b, i, m.Content)
+	}
+	b[i] = tagMaxTokens
+	i++
+	i += binary.PutVarint(b[i:], int64(req.MaxTokens))
+	i = putFloat(b, i, tagTemperature, req.Temperature)
+	i = putFloat(b, i, tagTopP, req.TopP)
+	b[i] = tagSeed
+	if req.Seed == nil {
+		b[i+1] = 0
+		i += 2
+	} else {
+		b[i+1] = 1
+		binary.LittleEndian.PutUint64(b[i+2:], uint64(*req.Seed))
+		i += 10
+	}
+	b[i] = tagStop
+	i++
+	i += binary.PutUvarint(b[i:], uint64(len(req.Stop)))
+	for _, s := range req.Stop {
+		i = putStr(b, i, s)
+	}
+	b[i], b[i+1], b[i+2] = tagExtra, 0, tagEnd
+	return i + 3
 }

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"strings"
@@ -239,6 +240,31 @@ func FuzzKey(f *testing.F) {
 		}
 		if mustKey(t, r) == k {
 			t.Fatalf("mutation %d did not change the key", which%12)
+		}
+	})
+}
+
+// FuzzEncodeSmall checks that the by-index encoding of small requests is
+// byte for byte the appended one, so that keys do not depend on which path
+// made them.
+func FuzzEncodeSmall(f *testing.F) {
+	f.Add("m", "sys", "hello", "END", "t1", 10, 0.0, int64(1), true)
+	f.Add("", "", "", "", "", -1<<40, 2.0, int64(-5), false)
+	f.Add(strings.Repeat("m", 130), "é", "\x00", "\xff", strings.Repeat("t", 200), 1<<62, math.Copysign(0, -1), int64(0), true)
+	f.Fuzz(func(t *testing.T, model, system, msg, stop, tenant string, maxTok int, temp float64, seed int64, set bool) {
+		req := &llm.Request{Model: model, System: system, Tenant: tenant, MaxTokens: maxTok,
+			Messages: []llm.Message{llm.User(msg), {Role: llm.RoleAssistant, Content: stop}}}
+		if set {
+			req.Temperature, req.TopP, req.Seed, req.Stop = &temp, &temp, &seed, []string{stop, msg}
+		}
+		if !smallEncoding(req) {
+			return
+		}
+		var arr [stackBuf]byte
+		n := encodeSmall(&arr, req)
+		want, err := appendEncoding(nil, req, nil)
+		if err != nil || !bytes.Equal(arr[:n], want) {
+			t.Fatalf("encodeSmall = %x, appendEncoding = %x (%v)", arr[:n], want, err)
 		}
 	})
 }

@@ -61,6 +61,7 @@ type Ristretto struct {
 var (
 	_ Store       = (*Ristretto)(nil)
 	_ ownedSetter = (*Ristretto)(nil)
+	_ entryGetter = (*Ristretto)(nil)
 )
 
 // ristrettoItem keeps the whole key next to the entry: ristretto identifies
@@ -108,11 +109,19 @@ func ristrettoKey(k Key) uint64 { return binary.LittleEndian.Uint64(k.Digest[:8]
 
 // Get returns the entry for key, whatever its deadlines say.
 func (r *Ristretto) Get(_ context.Context, key Key) (Entry, bool, error) {
+	if e := r.getEntry(key); e != nil {
+		return *e, true, nil
+	}
+	return Entry{}, false, nil
+}
+
+// getEntry returns the stored entry for key in place, or nil.
+func (r *Ristretto) getEntry(key Key) *Entry {
 	it, ok := r.c.Get(ristrettoKey(key))
 	if !ok || it.key != key {
-		return Entry{}, false, nil
+		return nil
 	}
-	return it.e, true, nil
+	return &it.e
 }
 
 // Set stores e, costed by its size in bytes, unless ttl <= 0. Answers
