@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 	"unsafe"
 
@@ -436,4 +437,32 @@ func TestMissAllocs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestNowReadsOneClockAndReanchors checks the deadline clock: it tells the
+// time as time.Now does, offsets its anchor while the anchor is younger
+// than anchorAge, and takes a new anchor after that.
+func TestNowReadsOneClockAndReanchors(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, err := New(newMapStore())
+		if err != nil {
+			t.Fatal(err)
+		}
+		check := func() *anchor {
+			t.Helper()
+			if got, want := c.now(), time.Now(); !got.Equal(want) {
+				t.Fatalf("now() = %v, want %v", got, want)
+			}
+			return c.anchor.Load()
+		}
+		first := check()
+		time.Sleep(anchorAge * 7 / 10)
+		if a := check(); a != first {
+			t.Fatal("a young anchor was replaced: now() read the wall clock again")
+		}
+		time.Sleep(anchorAge * 7 / 10)
+		if a := check(); a == first {
+			t.Fatal("an anchor older than anchorAge was kept")
+		}
+	})
 }
