@@ -288,3 +288,40 @@ func TestTTLAndStale(t *testing.T) {
 
 // The hook type resilience's fallback takes.
 var _ func(context.Context, *llm.Request) (*llm.Response, bool) = (*Cache)(nil).Stale
+
+// TestFlightsLeaveNoTrace checks that every way a flight ends (alone or
+// joined, answered, failed, panicked) takes its key out of the
+// flight maps, so that a leader's marker never outlives its call.
+func TestFlightsLeaveNoTrace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		up := &llmtest.Fake{Steps: []llmtest.Step{
+			{Latency: time.Second, Text: "joined"},
+			{Latency: time.Second, Err: llmtest.Error(llm.KindUnavailable)},
+			{Latency: time.Second, Panic: "boom"},
+		}, Default: llmtest.Step{Text: "alone"}}
+		// Nothing is stored: followers get the copy land makes for them.
+		c, err := New(newMapStore(), WithStoreIf(func(*llm.Response) bool { return false }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl := c.Middleware()(up)
+		fire(context.Background(), cl, "joined", 5)()
+		fire(context.Background(), cl, "failed", 5)()
+		func() {
+			defer func() {
+				if r := recover(); r != "boom" {
+					t.Errorf("recovered %v, want the wrapped client's panic", r)
+				}
+			}()
+			cl.Generate(context.Background(), det("panics"))
+		}()
+		if _, err := cl.Generate(context.Background(), det("alone")); err != nil {
+			t.Fatal(err)
+		}
+		for i := range c.flights {
+			if n := len(c.flights[i].m); n != 0 {
+				t.Fatalf("flight shard %d still holds %d keys after every call returned", i, n)
+			}
+		}
+	})
+}
