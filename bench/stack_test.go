@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -101,9 +102,13 @@ func BenchmarkStack(b *testing.B) {
 	})
 	b.Run("miss-parallel", func(b *testing.B) {
 		c := stack(b, missStore{})
-		req := request(0)
+		var ids atomic.Int64
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
+			// Each goroutine asks its own question: identical misses in
+			// flight at once would be coalesced, which is not what this
+			// measures.
+			req := request(int(ids.Add(1)))
 			for pb.Next() {
 				if _, err := c.Generate(ctx, req); err != nil {
 					b.Error(err)
