@@ -100,6 +100,21 @@ func BenchmarkStack(b *testing.B) {
 			}
 		}
 	})
+	b.Run("miss-caller-deadline", func(b *testing.B) {
+		// The caller's own deadline (30 s, as a service's request timeout)
+		// is sooner than the attempt timeout (1 min): resilience adds no
+		// timer of its own.
+		c := stack(b, missStore{})
+		req := request(0)
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := c.Generate(ctx, req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("miss-parallel", func(b *testing.B) {
 		c := stack(b, missStore{})
 		var ids atomic.Int64
