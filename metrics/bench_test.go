@@ -58,3 +58,11 @@ func BenchmarkLogEnabled(b *testing.B) {
 	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	benchClient(b, must(metrics.Log(logger))(benchUp))
 }
+
+// BenchmarkLogSuccessSkipped is the usual production setting: the logger
+// writes warnings and errors, and a successful call writes nothing, but the
+// middleware must still time and watch the call in case it fails.
+func BenchmarkLogSuccessSkipped(b *testing.B) {
+	logger := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	benchClient(b, must(metrics.Log(logger))(benchUp))
+}
