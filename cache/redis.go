@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/llmkit/llmkit/llm"
+	"github.com/llmkit/llmkit/resilience"
 )
 
 // RedisAddrEnv is the environment variable that names the Redis address
@@ -80,7 +81,7 @@ type Redis struct {
 	timeout time.Duration
 	maxItem int
 	name    string
-	br      *breaker
+	br      *resilience.Breaker
 
 	sem     chan struct{} // background write slots; nil when synchronous
 	pending sync.WaitGroup
@@ -136,9 +137,19 @@ func NewRedis(rdb redis.Cmdable, cfg RedisConfig) (*Redis, error) {
 	if cfg.Name == "" {
 		cfg.Name = "redis"
 	}
+	br, err := resilience.NewBreaker(resilience.BreakerConfig{
+		Name: cfg.Name, FailureThreshold: uint(cfg.BreakerFailures), Delay: cfg.BreakerCooldown,
+		// Every store error is the store's health: there are no bad
+		// requests here, and the caller's own cancellations are never
+		// counted (Permit.Done).
+		IsFailure: func(error) bool { return true },
+	})
+	if err != nil {
+		return nil, err
+	}
 	r := &Redis{
 		rdb: rdb, prefix: cfg.Prefix + "v1:", timeout: cfg.Timeout, maxItem: cfg.MaxItemBytes, name: cfg.Name,
-		br: &breaker{failures: cfg.BreakerFailures, cooldown: cfg.BreakerCooldown, source: cfg.Name},
+		br: br,
 	}
 	if cfg.AsyncWrites > 0 {
 		r.sem = make(chan struct{}, cfg.AsyncWrites)
@@ -158,7 +169,8 @@ func (r *Redis) key(k Key) string {
 
 // Get fetches and decodes the entry for key.
 func (r *Redis) Get(ctx context.Context, key Key) (Entry, bool, error) {
-	if !r.br.allow(ctx) {
+	p, ok := r.br.Acquire(ctx)
+	if !ok {
 		return Entry{}, false, ErrStoreOpen
 	}
 	cctx, cancel := context.WithTimeout(ctx, r.timeout)
@@ -166,13 +178,14 @@ func (r *Redis) Get(ctx context.Context, key Key) (Entry, bool, error) {
 	cancel()
 	switch {
 	case errors.Is(err, redis.Nil):
-		r.br.done(ctx, true)
+		p.Done(ctx, nil)
 		return Entry{}, false, nil
 	case err != nil:
-		r.fail(ctx)
-		return Entry{}, false, storeError(r.name, err)
+		serr := storeError(r.name, err)
+		p.Done(ctx, serr)
+		return Entry{}, false, serr
 	}
-	r.br.done(ctx, true)
+	p.Done(ctx, nil)
 	e, err := decodeEntry(b)
 	if err != nil {
 		return Entry{}, false, err
@@ -191,23 +204,24 @@ func (r *Redis) Set(ctx context.Context, key Key, e Entry, ttl time.Duration) er
 	if len(v) > r.maxItem {
 		return nil
 	}
-	if !r.br.allow(ctx) {
+	p, ok := r.br.Acquire(ctx)
+	if !ok {
 		return ErrStoreOpen
 	}
 	ctx = context.WithoutCancel(ctx)
 	if r.sem == nil {
-		return r.set(ctx, key, v, ttl)
+		return r.set(ctx, key, v, ttl, p)
 	}
 	select {
 	case r.sem <- struct{}{}:
 	default:
-		r.br.release() // not a Redis outcome either way
+		p.Release() // not a Redis outcome either way
 		return ErrWritesBusy
 	}
 	r.pending.Add(1)
 	go func() {
 		defer func() { <-r.sem; r.pending.Done() }()
-		if err := r.set(ctx, key, v, ttl); err != nil {
+		if err := r.set(ctx, key, v, ttl, p); err != nil {
 			llm.Emit(ctx, llm.Event{Kind: llm.EventCacheError, Source: r.name, Err: err})
 		}
 	}()
@@ -221,23 +235,18 @@ func (r *Redis) Wait() { r.pending.Wait() }
 // which the caller owns.
 func (r *Redis) Close() { r.pending.Wait() }
 
-// set writes v, allowed by the breaker, and records the outcome.
-func (r *Redis) set(ctx context.Context, key Key, v []byte, ttl time.Duration) error {
+// set writes v under the breaker's permit p and records the outcome.
+func (r *Redis) set(ctx context.Context, key Key, v []byte, ttl time.Duration, p resilience.Permit) error {
 	cctx, cancel := context.WithTimeout(ctx, r.timeout)
 	err := r.rdb.Set(cctx, r.key(key), v, ttl).Err()
 	cancel()
 	if err != nil {
-		r.fail(ctx)
-		return storeError(r.name, err)
+		serr := storeError(r.name, err)
+		p.Done(ctx, serr)
+		return serr
 	}
-	r.br.done(ctx, true)
+	p.Done(ctx, nil)
 	return nil
-}
-
-// fail records a failure, unless the caller's own context ended: a
-// canceled caller says nothing about Redis.
-func (r *Redis) fail(ctx context.Context) {
-	r.br.done(ctx, ctx.Err() != nil)
 }
 
 // Name returns the store's name, the Source of its events.
