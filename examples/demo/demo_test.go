@@ -106,7 +106,7 @@ func TestDemoRealEndpoint(t *testing.T) {
 	t.Setenv("OPENAI_BASE_URL", srv.URL)
 	t.Setenv("OPENAI_API_KEY", "sk-demo-test-key-0123456789abcdef")
 	t.Setenv("ANTHROPIC_API_KEY", "")
-	t.Setenv("LLMKIT_DEMO_MODEL", "m")
+	t.Setenv("LLMKIT_MODEL", "m")
 	var out bytes.Buffer
 	if err := run(context.Background(), &out, time.Second, 1); err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())

@@ -10,7 +10,7 @@
 // With OPENAI_API_KEY and/or OPENAI_BASE_URL set (any OpenAI-compatible
 // server: OpenAI, vLLM, Ollama, LM Studio), or ANTHROPIC_API_KEY, it instead
 // sends a handful of calls through the same stack to that endpoint;
-// LLMKIT_DEMO_MODEL picks the model.
+// LLMKIT_MODEL picks the model.
 package main
 
 import (
@@ -20,6 +20,8 @@ import (
 	"io"
 	"os"
 	"time"
+
+	"github.com/llmkit/llmkit/examples/internal/stack"
 )
 
 func main() {
@@ -36,7 +38,7 @@ func run(ctx context.Context, w io.Writer, phase time.Duration, workers int) err
 	if phase <= 0 || workers <= 0 {
 		return fmt.Errorf("-phase and -workers must be positive")
 	}
-	if provider, providerName, model, ok, err := realProvider(); err != nil {
+	if provider, providerName, model, ok, err := stack.ProviderFromEnv(); err != nil {
 		return err
 	} else if ok {
 		return runReal(ctx, w, provider, providerName, model)

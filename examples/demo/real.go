@@ -4,34 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/llmkit/llmkit/llm"
-	"github.com/llmkit/llmkit/llm/anthropic"
-	"github.com/llmkit/llmkit/llm/openai"
 )
-
-// realProvider returns the real endpoint the environment names, if any:
-// OpenAI (or any OpenAI-compatible server) first, then Anthropic.
-func realProvider() (client llm.Client, provider, model string, ok bool, err error) {
-	model = os.Getenv("LLMKIT_DEMO_MODEL")
-	if os.Getenv("OPENAI_API_KEY") != "" || os.Getenv("OPENAI_BASE_URL") != "" {
-		if model == "" {
-			model = "gpt-4o-mini"
-		}
-		c, err := openai.NewFromConfig(os.Getenv("OPENAI_API_KEY"), os.Getenv("OPENAI_BASE_URL"), openai.WithModel(model))
-		return c, "openai", model, err == nil, err
-	}
-	if os.Getenv(anthropic.EnvAPIKey) != "" {
-		if model == "" {
-			model = anthropic.DefaultModel
-		}
-		c, err := anthropic.NewFromConfig("", "", anthropic.WithModel(model))
-		return c, "anthropic", model, err == nil, err
-	}
-	return nil, "", "", false, nil
-}
 
 // runReal sends a few calls, one of them streamed and one repeated (a
 // cache hit), through the stack to a real endpoint and prints each result

@@ -65,7 +65,7 @@ func round(d time.Duration) time.Duration {
 
 // printObservability shows what an operator would see: a few Prometheus
 // series, the traces and log lines recorded, and the readiness status.
-func printObservability(w io.Writer, st *stack) error {
+func printObservability(w io.Writer, st *demoStack) error {
 	families, err := st.registry.Gather()
 	if err != nil {
 		return err

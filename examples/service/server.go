@@ -1,0 +1,285 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/llmkit/llmkit/cache"
+	"github.com/llmkit/llmkit/examples/internal/stack"
+	"github.com/llmkit/llmkit/llm"
+	"github.com/llmkit/llmkit/llm/sim"
+)
+
+// maxBody bounds a /generate request body: llm.DefaultLimits' 1 MiB of
+// text plus room for the JSON around it.
+const maxBody = 1<<20 + 64<<10
+
+// endpoints are the values of the "endpoint" field kept as metric labels;
+// callers may send others, which are counted as "other".
+var endpoints = []string{"chat", "summarize", "search", "classify"}
+
+type serverConfig struct {
+	// Provider overrides the environment's choice (tests use it).
+	Provider     llm.Client
+	ProviderName string
+	Model        string
+	RedisAddr    string
+	Logger       *slog.Logger
+}
+
+// server is the service's HTTP handler.
+type server struct {
+	mux      *http.ServeMux
+	stack    *stack.Stack
+	store    *cache.Ristretto
+	redis    *redis.Client
+	l2       *cache.Redis // nil without REDIS_ADDR
+	provider string
+	model    string
+}
+
+func newServer(cfg serverConfig) (*server, error) {
+	s := &server{provider: cfg.ProviderName, model: cfg.Model}
+	provider := cfg.Provider
+	if provider == nil {
+		real, name, model, ok, err := stack.ProviderFromEnv()
+		switch {
+		case err != nil:
+			return nil, err
+		case ok:
+			provider, s.provider, s.model = real, name, model
+		default:
+			provider, s.provider, s.model = sim.MustNew(sim.Config{}), "sim", sim.DefaultModel
+		}
+	}
+	var err error
+	if s.store, err = cache.NewRistretto(cache.RistrettoConfig{MaxCost: 128 << 20}); err != nil {
+		return nil, err
+	}
+	var store cache.Store = s.store
+	if cfg.RedisAddr != "" {
+		// Shared across replicas: ristretto in front of Redis. Redis being
+		// slow or down never fails a call (the store has its own breaker).
+		s.redis = redis.NewClient(&redis.Options{Addr: cfg.RedisAddr, MaxRetries: 1,
+			DialTimeout: 200 * time.Millisecond, ContextTimeoutEnabled: true})
+		if s.l2, err = cache.NewRedis(s.redis, cache.RedisConfig{AsyncWrites: 256}); err != nil {
+			s.Close()
+			return nil, err
+		}
+		if store, err = cache.NewTiered(s.store, s.l2); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if s.stack, err = stack.New(stack.Config{
+		Provider: provider, ProviderName: s.provider,
+		Models: []string{s.model}, Endpoints: endpoints,
+		Registry: reg, Logger: cfg.Logger, Store: store,
+	}); err != nil {
+		s.Close()
+		return nil, err
+	}
+
+	s.mux = http.NewServeMux()
+	s.mux.HandleFunc("POST /generate", s.generate)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, EnableOpenMetrics: true}))
+	s.mux.Handle("GET /readyz", s.stack.Health)
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	return s, nil
+}
+
+func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Close releases the cache stores and the Redis client.
+func (s *server) Close() {
+	if s.stack != nil {
+		s.stack.Close()
+	}
+	if s.store != nil {
+		s.store.Close()
+	}
+	if s.l2 != nil {
+		s.l2.Close() // lets background writes finish
+	}
+	if s.redis != nil {
+		_ = s.redis.Close()
+	}
+}
+
+// generateRequest is the body of POST /generate.
+type generateRequest struct {
+	Prompt      string   `json:"prompt"`
+	System      string   `json:"system,omitempty"`
+	Model       string   `json:"model,omitempty"`
+	MaxTokens   int      `json:"max_tokens,omitempty"`
+	Temperature *float64 `json:"temperature,omitempty"`
+	Endpoint    string   `json:"endpoint,omitempty"`
+	Tenant      string   `json:"tenant,omitempty"`
+	Stream      bool     `json:"stream,omitempty"`
+}
+
+type usageJSON struct {
+	Input       int `json:"input"`
+	Output      int `json:"output"`
+	CachedInput int `json:"cached_input,omitempty"`
+}
+
+type generateResponse struct {
+	Text           string    `json:"text,omitempty"`
+	Model          string    `json:"model,omitempty"`
+	FinishReason   string    `json:"finish_reason,omitempty"`
+	Cached         bool      `json:"cached"`
+	Degraded       bool      `json:"degraded"`
+	DegradedReason string    `json:"degraded_reason,omitempty"`
+	Usage          usageJSON `json:"usage"`
+}
+
+type errorJSON struct {
+	Kind    string `json:"kind"`
+	Message string `json:"message"`
+}
+
+func (s *server) generate(w http.ResponseWriter, r *http.Request) {
+	var in generateRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, llm.BadRequest("request body over "+strconv.Itoa(maxBody)+" bytes"))
+			return
+		}
+		writeError(w, http.StatusBadRequest, llm.BadRequest("invalid JSON body"))
+		return
+	}
+	req := &llm.Request{
+		Model: in.Model, System: in.System, Messages: []llm.Message{llm.User(in.Prompt)},
+		MaxTokens: in.MaxTokens, Temperature: in.Temperature,
+		Endpoint: in.Endpoint, Tenant: in.Tenant,
+	}
+	if req.Model == "" {
+		req.Model = s.model
+	}
+	if in.Stream {
+		s.stream(w, r, req)
+		return
+	}
+	resp, err := s.stack.Client.Generate(r.Context(), req)
+	if err != nil {
+		writeError(w, statusFor(err), err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(toJSON(resp))
+}
+
+// stream answers with Server-Sent Events: one "data" event per chunk
+// ({"text": ...}), then an "done" event with the response's metadata, or
+// an "error" event when the call fails after the stream began.
+func (s *server) stream(w http.ResponseWriter, r *http.Request, req *llm.Request) {
+	flusher, _ := w.(http.Flusher)
+	started := false
+	req.Stream = func(c llm.Chunk) error {
+		if !started {
+			started = true
+			w.Header().Set("Content-Type", "text/event-stream")
+			w.Header().Set("Cache-Control", "no-cache")
+		}
+		if err := writeEvent(w, "", map[string]string{"text": c.Text}); err != nil {
+			return err // the client went away: stop the call
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+		return nil
+	}
+	resp, err := s.stack.Client.Generate(r.Context(), req)
+	switch {
+	case err != nil && !started:
+		writeError(w, statusFor(err), err)
+	case err != nil:
+		_ = writeEvent(w, "error", errorBody(err))
+	default:
+		if !started {
+			w.Header().Set("Content-Type", "text/event-stream")
+		}
+		_ = writeEvent(w, "done", toJSON(resp))
+	}
+}
+
+func writeEvent(w http.ResponseWriter, event string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if event != "" {
+		if _, err := fmt.Fprintf(w, "event: %s\n", event); err != nil {
+			return err
+		}
+	}
+	_, err = fmt.Fprintf(w, "data: %s\n\n", b)
+	return err
+}
+
+func toJSON(resp *llm.Response) generateResponse {
+	out := generateResponse{
+		Text: resp.Text, Model: resp.Model, FinishReason: string(resp.FinishReason),
+		Cached: resp.Cached, Degraded: resp.Degraded,
+		Usage: usageJSON{resp.Usage.InputTokens, resp.Usage.OutputTokens, resp.Usage.CachedInputTokens},
+	}
+	if resp.Degraded {
+		out.DegradedReason = resp.DegradedReason.String()
+	}
+	return out
+}
+
+// statusFor maps a failure to the status this service answers with: the
+// caller's own mistakes are 4xx, the provider's trouble is 502/503/504, and
+// rate limits pass through as 429.
+func statusFor(err error) int {
+	switch llm.KindOf(err) {
+	case llm.KindBadRequest, llm.KindContextLength:
+		return http.StatusBadRequest
+	case llm.KindContentFilter:
+		return http.StatusUnprocessableEntity
+	case llm.KindRateLimited:
+		return http.StatusTooManyRequests
+	case llm.KindCircuitOpen, llm.KindOverloaded:
+		return http.StatusServiceUnavailable
+	case llm.KindTimeout:
+		return http.StatusGatewayTimeout
+	case llm.KindCanceled:
+		return 499 // the client closed the request; nobody reads this
+	case llm.KindAuth, llm.KindUnavailable, llm.KindStreamCut:
+		return http.StatusBadGateway
+	}
+	return http.StatusInternalServerError
+}
+
+func errorBody(err error) map[string]errorJSON {
+	// Error text is already redacted by llmkit; it is redacted again here
+	// because this is where it leaves the process.
+	return map[string]errorJSON{"error": {Kind: llm.KindOf(err).String(), Message: llm.Redact(err.Error())}}
+}
+
+func writeError(w http.ResponseWriter, status int, err error) {
+	if ra := llm.RetryAfterOf(err); ra > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((ra+time.Second-1)/time.Second)))
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(errorBody(err))
+}

@@ -1,0 +1,253 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/llmkit/llmkit/cache"
+	"github.com/llmkit/llmkit/llm"
+	"github.com/llmkit/llmkit/llm/sim"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// newTestServer runs the service's handler around a zero-latency simulated
+// model on a loopback test server.
+func newTestServer(t *testing.T) (*httptest.Server, *server, *sim.Model) {
+	t.Helper()
+	model := sim.MustNew(sim.Config{TTFT: -1, PerToken: -1, MinTokens: 4, MaxTokens: 8})
+	s, err := newServer(serverConfig{Provider: model, ProviderName: "sim", Model: sim.DefaultModel,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(s)
+	t.Cleanup(func() { ts.Close(); s.Close() })
+	return ts, s, model
+}
+
+func post(t *testing.T, url, body string) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := http.Post(url+"/generate", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+func TestGenerateAndCache(t *testing.T) {
+	ts, s, _ := newTestServer(t)
+	body := `{"prompt":"Why is the sky blue?","endpoint":"chat","tenant":"acme","temperature":0}`
+	resp, b := post(t, ts.URL, body)
+	var out generateResponse
+	if resp.StatusCode != 200 || json.Unmarshal(b, &out) != nil || out.Text == "" || out.Cached {
+		t.Fatalf("first call: %d %s", resp.StatusCode, b)
+	}
+	s.store.Wait() // ristretto applies writes asynchronously
+	resp, b = post(t, ts.URL, body)
+	var again generateResponse
+	if resp.StatusCode != 200 || json.Unmarshal(b, &again) != nil || !again.Cached || again.Text != out.Text {
+		t.Fatalf("second call: %d %s, want the cached answer %q", resp.StatusCode, b, out.Text)
+	}
+	// Another tenant asking the same question is not served tenant acme's entry.
+	_, b = post(t, ts.URL, strings.Replace(body, "acme", "globex", 1))
+	var other generateResponse
+	if json.Unmarshal(b, &other) != nil || other.Cached {
+		t.Fatalf("another tenant got a cached answer: %s", b)
+	}
+}
+
+func TestErrorsMapToStatus(t *testing.T) {
+	ts, _, model := newTestServer(t)
+	tests := []struct {
+		body   string
+		status int
+		kind   string
+	}{
+		{`{"prompt":""}`, 400, "bad_request"},
+		{`{"prompt":"x","temperature":3}`, 400, "bad_request"},
+		{`{"prompt":"x","unknown_field":1}`, 400, "bad_request"},
+		{`not json`, 400, "bad_request"},
+		{`{"prompt":"` + strings.Repeat("a", maxBody) + `"}`, 413, "bad_request"},
+	}
+	for _, tt := range tests {
+		resp, b := post(t, ts.URL, tt.body)
+		var e map[string]errorJSON
+		if resp.StatusCode != tt.status || json.Unmarshal(b, &e) != nil || e["error"].Kind != tt.kind {
+			t.Errorf("%.40s: %d %.200s, want %d %s", tt.body, resp.StatusCode, b, tt.status, tt.kind)
+		}
+	}
+	// The provider's credentials failing is the service's problem: 502,
+	// never retried, never degraded.
+	if err := model.SetErrors(map[llm.Kind]float64{llm.KindAuth: 1}); err != nil {
+		t.Fatal(err)
+	}
+	resp, b := post(t, ts.URL, `{"prompt":"hello"}`)
+	if resp.StatusCode != 502 || !strings.Contains(string(b), `"auth"`) {
+		t.Fatalf("auth failure: %d %s", resp.StatusCode, b)
+	}
+}
+
+// An outage is answered degraded (the static fallback), not with an error.
+func TestOutageIsDegraded(t *testing.T) {
+	ts, _, model := newTestServer(t)
+	if err := model.SetErrors(map[llm.Kind]float64{llm.KindUnavailable: 1}); err != nil {
+		t.Fatal(err)
+	}
+	resp, b := post(t, ts.URL, `{"prompt":"hello","temperature":0.7}`)
+	var out generateResponse
+	if resp.StatusCode != 200 || json.Unmarshal(b, &out) != nil || !out.Degraded || out.DegradedReason != "unavailable" {
+		t.Fatalf("outage: %d %s, want a degraded answer", resp.StatusCode, b)
+	}
+}
+
+func TestStream(t *testing.T) {
+	ts, _, _ := newTestServer(t)
+	resp, err := http.Post(ts.URL+"/generate", "application/json", strings.NewReader(`{"prompt":"Tell me a story","stream":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("Content-Type %q", ct)
+	}
+	var text strings.Builder
+	var done *generateResponse
+	event := ""
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "event: "):
+			event = strings.TrimPrefix(line, "event: ")
+		case strings.HasPrefix(line, "data: "):
+			data := []byte(strings.TrimPrefix(line, "data: "))
+			if event == "done" {
+				done = &generateResponse{}
+				if err := json.Unmarshal(data, done); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			var c map[string]string
+			if err := json.Unmarshal(data, &c); err != nil {
+				t.Fatal(err)
+			}
+			text.WriteString(c["text"])
+		}
+	}
+	if done == nil || text.Len() == 0 || done.Text != text.String() {
+		t.Fatalf("streamed %q, done event %+v: want chunks that join to the final text", text.String(), done)
+	}
+}
+
+func TestMetricsReadyAndNoPprof(t *testing.T) {
+	ts, _, _ := newTestServer(t)
+	post(t, ts.URL, `{"prompt":"hello","endpoint":"chat"}`)
+	get := func(path string) (int, string) {
+		resp, err := http.Get(ts.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, `llm_requests_total{endpoint="chat",model="sim-1",status="ok"} 1`) {
+		t.Fatalf("/metrics: %d\n%.2000s", code, body)
+	}
+	if code, _ := get("/readyz"); code != 200 {
+		t.Fatalf("/readyz: %d", code)
+	}
+	if code, _ := get("/healthz"); code != 200 {
+		t.Fatalf("/healthz: %d", code)
+	}
+	if code, _ := get("/debug/pprof/"); code != 404 {
+		t.Fatalf("/debug/pprof/ on the service's port: %d, want 404", code)
+	}
+}
+
+// run listens, serves pprof on its own loopback listener with a token, and
+// shuts down cleanly when its context ends.
+func TestRunServesAndShutsDown(t *testing.T) {
+	env := map[string]string{"LISTEN_ADDR": "127.0.0.1:0", "PPROF_ADDR": "127.0.0.1:0", "PPROF_TOKEN": "t0ken", "LOG_LEVEL": "error"}
+	ctx, cancel := context.WithCancel(context.Background())
+	listening := make(chan string, 1)
+	errc := make(chan error, 1)
+	go func() { errc <- run(ctx, func(k string) string { return env[k] }, listening) }()
+	var addr string
+	select {
+	case addr = <-listening:
+	case err := <-errc:
+		t.Fatalf("run: %v", err)
+	}
+	resp, err := http.Post("http://"+addr+"/generate", "application/json", strings.NewReader(`{"prompt":"hi"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("generate through run: %d", resp.StatusCode)
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+}
+
+func TestRunRejectsBadEnv(t *testing.T) {
+	env := map[string]string{"LOG_LEVEL": "loud"}
+	if err := run(context.Background(), func(k string) string { return env[k] }, nil); err == nil {
+		t.Fatal("a bad LOG_LEVEL was accepted")
+	}
+}
+
+// With REDIS_ADDR the cache is shared: a second service instance (another
+// replica) answers from the first one's entry.
+func TestReplicasShareRedis(t *testing.T) {
+	addr := cache.RedisAddr()
+	if conn, err := (&net.Dialer{}).DialContext(context.Background(), "tcp", addr); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("Redis at %s: %v (CI must run this test; set LLMKIT_REDIS_ADDR)", addr, err)
+		}
+		t.Skipf("no Redis at %s: %v", addr, err)
+	} else {
+		conn.Close()
+	}
+	mk := func() (*httptest.Server, *server) {
+		model := sim.MustNew(sim.Config{TTFT: -1, PerToken: -1})
+		s, err := newServer(serverConfig{Provider: model, ProviderName: "sim", Model: sim.DefaultModel,
+			RedisAddr: addr, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts := httptest.NewServer(s)
+		t.Cleanup(func() { ts.Close(); s.Close() })
+		return ts, s
+	}
+	a, sa := mk()
+	b, _ := mk()
+	q := `{"prompt":"replica test ` + strconv.FormatInt(time.Now().UnixNano(), 10) + `","temperature":0}`
+	if _, body := post(t, a.URL, q); !strings.Contains(string(body), `"cached":false`) {
+		t.Fatalf("replica a: %s", body)
+	}
+	sa.l2.Wait() // the write to Redis is asynchronous
+	if _, body := post(t, b.URL, q); !strings.Contains(string(body), `"cached":true`) {
+		t.Fatalf("replica b did not get replica a's entry from Redis: %s", body)
+	}
+}
