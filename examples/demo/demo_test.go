@@ -27,7 +27,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func TestDemo(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var out bytes.Buffer
-		if err := run(context.Background(), &out, 2*time.Second, 16); err != nil {
+		if err := run(context.Background(), &out, options{phase: 2 * time.Second, workers: 16}); err != nil {
 			t.Fatalf("run: %v\n%s", err, out.String())
 		}
 		s := out.String()
@@ -74,7 +74,7 @@ func TestDemo(t *testing.T) {
 }
 
 func TestRunRejectsBadFlags(t *testing.T) {
-	if err := run(context.Background(), &bytes.Buffer{}, 0, 1); err == nil {
+	if err := run(context.Background(), &bytes.Buffer{}, options{workers: 1}); err == nil {
 		t.Fatal("phase 0 accepted")
 	}
 }
@@ -108,7 +108,7 @@ func TestDemoRealEndpoint(t *testing.T) {
 	t.Setenv("ANTHROPIC_API_KEY", "")
 	t.Setenv("LLMKIT_MODEL", "m")
 	var out bytes.Buffer
-	if err := run(context.Background(), &out, time.Second, 1); err != nil {
+	if err := run(context.Background(), &out, options{phase: time.Second, workers: 1}); err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
 	s := out.String()
@@ -123,5 +123,19 @@ func TestDemoRealEndpoint(t *testing.T) {
 	}
 	if strings.Contains(s, "sk-demo-test-key") {
 		t.Fatal("the API key appears in the demo's output")
+	}
+}
+
+// Slow-call capture, on the real clock (the runtime's tracer cannot start
+// inside a synctest bubble): with a threshold every provider call passes
+// and a long interval, a short run saves exactly one trace snapshot.
+func TestDemoCapturesSlowCalls(t *testing.T) {
+	var out bytes.Buffer
+	o := options{phase: 200 * time.Millisecond, workers: 4, slow: time.Millisecond, captureEvery: time.Hour}
+	if err := run(context.Background(), &out, o); err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	if !regexp.MustCompile(`Slow-call captures: 1 runtime trace snapshot\(s\), [0-9]+ KiB, e.g. \S+`).MatchString(out.String()) {
+		t.Fatalf("want exactly one capture reported:\n%s", out.String())
 	}
 }

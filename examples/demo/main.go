@@ -28,28 +28,40 @@ func main() {
 	phase := flag.Duration("phase", 3*time.Second, "length of each of the three workload phases")
 	workers := flag.Int("workers", 32, "concurrent callers")
 	flag.Parse()
-	if err := run(context.Background(), os.Stdout, *phase, *workers); err != nil {
+	opts := options{phase: *phase, workers: *workers, slow: 250 * time.Millisecond, captureEvery: 2 * time.Second}
+	if err := run(context.Background(), os.Stdout, opts); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, w io.Writer, phase time.Duration, workers int) error {
+// options are the demo's knobs.
+type options struct {
+	phase   time.Duration // length of each workload phase
+	workers int           // concurrent callers
+	// slow is the slow-call capture threshold and captureEvery its rate
+	// limit; slow 0 leaves capture out (the runtime's tracer cannot start
+	// inside a testing/synctest bubble, where the demo's test runs).
+	slow, captureEvery time.Duration
+}
+
+func run(ctx context.Context, w io.Writer, o options) error {
+	phase, workers := o.phase, o.workers
 	if phase <= 0 || workers <= 0 {
 		return fmt.Errorf("-phase and -workers must be positive")
 	}
 	if provider, providerName, model, ok, err := stack.ProviderFromEnv(); err != nil {
 		return err
 	} else if ok {
-		return runReal(ctx, w, provider, providerName, model)
+		return runReal(ctx, w, provider, providerName, model, o)
 	}
-	st, err := newSimStack()
+	st, err := newSimStack(o)
 	if err != nil {
 		return err
 	}
 	defer st.close()
 	fmt.Fprintf(w, "llmkit demo: %d callers, 3 phases of %v, simulated model %q\n", workers, phase, st.modelName)
-	fmt.Fprintln(w, "stack: otel → prometheus → log → health → pprof labels → cache → resilience → model")
+	fmt.Fprintln(w, "stack: otel → prometheus → log → health → pprof labels → slow-call capture → cache → resilience → model")
 	fmt.Fprintln(w)
 
 	var results []*phaseStats

@@ -12,8 +12,8 @@ import (
 // runReal sends a few calls, one of them streamed and one repeated (a
 // cache hit), through the stack to a real endpoint and prints each result
 // and what the operator would see.
-func runReal(ctx context.Context, w io.Writer, provider llm.Client, providerName, model string) error {
-	st, err := newStack(provider, providerName, model)
+func runReal(ctx context.Context, w io.Writer, provider llm.Client, providerName, model string, o options) error {
+	st, err := newStack(provider, providerName, model, o)
 	if err != nil {
 		return err
 	}

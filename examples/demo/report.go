@@ -98,6 +98,15 @@ func printObservability(w io.Writer, st *demoStack) error {
 		first, _, _ := strings.Cut(st.logs.String(), "\n")
 		fmt.Fprintf(w, "  e.g. %s\n", first)
 	}
+	st.captures.mu.Lock()
+	switch n := len(st.captures.names); {
+	case st.capturer == nil:
+	case n > 0:
+		fmt.Fprintf(w, "Slow-call captures: %d runtime trace snapshot(s), %d KiB, e.g. %s\n", n, st.captures.bytes>>10, st.captures.names[0])
+	default:
+		fmt.Fprintf(w, "Slow-call captures: none (no call took %v)\n", st.slow)
+	}
+	st.captures.mu.Unlock()
 	ready, degraded, reasons := st.health.Status()
 	fmt.Fprintf(w, "Health: ready=%v degraded=%v %v; breaker %q is %s\n", ready, degraded, reasons, st.breaker.Name(), st.breaker.State())
 	return nil

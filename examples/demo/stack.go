@@ -16,6 +16,7 @@ import (
 	"github.com/llmkit/llmkit/llm"
 	"github.com/llmkit/llmkit/llm/sim"
 	"github.com/llmkit/llmkit/metrics"
+	"github.com/llmkit/llmkit/profiling"
 	"github.com/llmkit/llmkit/resilience"
 )
 
@@ -36,10 +37,28 @@ type demoStack struct {
 	breaker   *resilience.Breaker
 	store     *cache.Ristretto
 	built     *stack.Stack
+	capturer  *profiling.Capturer
+	captures  captureLog
+	slow      time.Duration
+}
+
+// captureLog keeps what the slow-call capturer saved, in memory.
+type captureLog struct {
+	mu    sync.Mutex
+	names []string
+	bytes int
+}
+
+func (c *captureLog) Save(cp profiling.Capture) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.names = append(c.names, cp.FileName())
+	c.bytes += len(cp.Data)
+	return nil
 }
 
 // newSimStack builds the stack around the simulated model.
-func newSimStack() (*demoStack, error) {
+func newSimStack(o options) (*demoStack, error) {
 	model, err := sim.New(sim.Config{
 		Seed: 1, TTFT: 40 * time.Millisecond, PerToken: time.Millisecond,
 		MinTokens: 8, MaxTokens: 48, RetryAfter: 100 * time.Millisecond,
@@ -47,7 +66,7 @@ func newSimStack() (*demoStack, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := newStack(model, "sim", sim.DefaultModel)
+	st, err := newStack(model, "sim", sim.DefaultModel, o)
 	if err != nil {
 		return nil, err
 	}
@@ -58,8 +77,8 @@ func newSimStack() (*demoStack, error) {
 // newStack builds the recommended stack around provider (named
 // providerName in traces), whose default model is modelName, tuned to
 // show a whole outage and recovery within seconds.
-func newStack(provider llm.Client, providerName, modelName string) (*demoStack, error) {
-	st := &demoStack{modelName: modelName, logs: &syncBuffer{}, registry: prometheus.NewRegistry()}
+func newStack(provider llm.Client, providerName, modelName string, o options) (*demoStack, error) {
+	st := &demoStack{modelName: modelName, logs: &syncBuffer{}, registry: prometheus.NewRegistry(), slow: o.slow}
 	st.spans = tracetest.NewSpanRecorder()
 	st.tracer = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(st.spans))
 	var err error
@@ -76,12 +95,22 @@ func newStack(provider llm.Client, providerName, modelName string) (*demoStack, 
 		st.close()
 		return nil, err
 	}
+	// Calls slower than o.slow save a runtime/trace flight-recorder
+	// snapshot of the moments before, at most one every o.captureEvery.
+	if o.slow > 0 {
+		if st.capturer, err = profiling.NewCapturer(&st.captures, profiling.Threshold(o.slow),
+			profiling.Interval(o.captureEvery), profiling.Endpoints(endpoints...), profiling.Models(modelName)); err != nil {
+			st.close()
+			return nil, err
+		}
+	}
 	st.built, err = stack.New(stack.Config{
 		Provider: provider, ProviderName: providerName,
 		Models: []string{modelName}, Endpoints: endpoints,
 		Registry: st.registry, TracerProvider: st.tracer,
 		Logger: slog.New(slog.NewJSONHandler(st.logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Store:  st.store, CacheTTL: 2 * time.Second, CacheGrace: time.Minute,
+		Capturer: st.capturer,
 		Resilience: &resilience.Config{
 			Fallback: &resilience.FallbackConfig{},
 			Timeout:  resilience.TimeoutConfig{Total: 2 * time.Second, Attempt: 500 * time.Millisecond},
@@ -100,6 +129,9 @@ func newStack(provider llm.Client, providerName, modelName string) (*demoStack, 
 }
 
 func (st *demoStack) close() {
+	if st.capturer != nil {
+		_ = st.capturer.Close()
+	}
 	st.store.Close()
 	_ = st.tracer.Shutdown(context.Background())
 }

@@ -1,7 +1,8 @@
 // Package stack builds llmkit's recommended stack for the example programs
 // (the demo and the service), so that both show the same composition:
 //
-//	OTel → Prometheus → Log → health → pprof labels → cache → resilience → provider
+//	OTel → Prometheus → Log → health → pprof labels → slow-call capture →
+//	cache → resilience → provider
 package stack
 
 import (
@@ -42,6 +43,9 @@ type Config struct {
 	// how long after that they can stand in, degraded, for a failing
 	// provider. Defaults 10 minutes and 1 hour.
 	CacheTTL, CacheGrace time.Duration
+	// Capturer, when set, saves a runtime trace (or CPU profile) around
+	// slow calls; it sits beside the pprof labels.
+	Capturer *profiling.Capturer
 	// Resilience configures the policies; nil means
 	// resilience.DefaultConfig() with a bulkhead of 256 calls. Its fallback,
 	// when set, gets the cache's stale entries.
@@ -136,7 +140,11 @@ func New(cfg Config) (*Stack, error) {
 		return nil, err
 	}
 
-	st.Client = llm.Wrap(cfg.Provider, traces, prom, logs, st.Health.Middleware(), labels, st.Cache.Middleware(), policies)
+	var capture llm.Middleware
+	if cfg.Capturer != nil {
+		capture = cfg.Capturer.Middleware
+	}
+	st.Client = llm.Wrap(cfg.Provider, traces, prom, logs, st.Health.Middleware(), labels, capture, st.Cache.Middleware(), policies)
 	ok = true
 	return st, nil
 }
