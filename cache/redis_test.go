@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/llmkit/llmkit/internal/redistest"
 	"github.com/llmkit/llmkit/llm"
 	"github.com/llmkit/llmkit/llm/llmtest"
 )
@@ -38,16 +38,8 @@ func liveRedis(t *testing.T) (*redis.Client, string) {
 	t.Helper()
 	addr := RedisAddr()
 	rdb := newRedisClient(addr)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		rdb.Close()
-		msg := fmt.Sprintf("Redis at %s (set %s to change it) is not reachable: %v", addr, RedisAddrEnv, err)
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	t.Cleanup(func() { rdb.Close() })
+	redistest.Require(t, rdb, addr)
 	prefix := fmt.Sprintf("llmkit-test:%s:%d:", t.Name(), time.Now().UnixNano())
 	t.Cleanup(func() {
 		ctx := context.Background()
@@ -55,7 +47,6 @@ func liveRedis(t *testing.T) (*redis.Client, string) {
 		if len(keys) > 0 {
 			rdb.Del(ctx, keys...)
 		}
-		rdb.Close()
 	})
 	return rdb, prefix
 }

@@ -1,0 +1,32 @@
+// Package redistest holds the one rule for tests that need Redis: they run
+// against a real one (cache.RedisAddr: $LLMKIT_REDIS_ADDR, default
+// 127.0.0.1:6379), and when it cannot be reached they fail when the CI
+// environment variable is set (CI must run every Redis test) and are
+// skipped elsewhere, with a message saying how to point them at a Redis.
+package redistest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Require checks that the Redis at addr answers PING through rdb, failing
+// the test under CI and skipping it elsewhere when it does not.
+func Require(tb testing.TB, rdb redis.UniversalClient, addr string) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		msg := fmt.Sprintf("Redis at %s (set LLMKIT_REDIS_ADDR to change it) is not reachable: %v", addr, err)
+		if os.Getenv("CI") != "" {
+			tb.Fatal(msg)
+			return
+		}
+		tb.Skip(msg)
+	}
+}
