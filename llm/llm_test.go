@@ -62,6 +62,9 @@ func TestValidateRules(t *testing.T) {
 		{"empty extra name", func(r *llm.Request) { r.Extra = map[string]any{"": 1} }, "extra parameter with an empty name"},
 		{"content too large", func(r *llm.Request) { r.Messages[0].Content = big }, "request content too large"},
 		{"system prompt counts toward size", func(r *llm.Request) { r.System = big }, "request content too large"},
+		{"extra text counts toward size", func(r *llm.Request) {
+			r.Extra = map[string]any{"metadata": map[string]any{"notes": []any{big}}}
+		}, "request content too large"},
 		{"too many messages", func(r *llm.Request) {
 			r.Messages = make([]llm.Message, llm.DefaultLimits.MaxMessages+1)
 		}, "too many messages"},

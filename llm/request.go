@@ -123,8 +123,19 @@ func (r *Request) PromptText() string {
 }
 
 // ContentBytes returns the number of bytes of text the request carries:
-// the system prompt, every message and every stop sequence.
+// the system prompt, every message, every stop sequence, and the names and
+// text of Extra (strings and byte slices, also inside nested []any and
+// map[string]any values, as JSON decodes them; other values count 8 bytes).
 func (r *Request) ContentBytes() int {
+	n := r.textBytes()
+	for k, v := range r.Extra {
+		n += len(k) + extraBytes(v, 0)
+	}
+	return n
+}
+
+// textBytes counts the system prompt, messages and stop sequences.
+func (r *Request) textBytes() int {
 	n := len(r.System)
 	for i := range r.Messages {
 		n += len(r.Messages[i].Content)
@@ -133,6 +144,39 @@ func (r *Request) ContentBytes() int {
 		n += len(s)
 	}
 	return n
+}
+
+// extraBytes estimates the size of an Extra value without encoding it.
+// Nesting deeper than 32 levels counts as huge, so that it is rejected.
+func extraBytes(v any, depth int) int {
+	if depth > 32 {
+		return 1 << 30
+	}
+	switch v := v.(type) {
+	case string:
+		return len(v)
+	case []byte:
+		return len(v)
+	case []string:
+		n := 0
+		for _, s := range v {
+			n += len(s)
+		}
+		return n
+	case []any:
+		n := 0
+		for _, e := range v {
+			n += extraBytes(e, depth+1)
+		}
+		return n
+	case map[string]any:
+		n := 0
+		for k, e := range v {
+			n += len(k) + extraBytes(e, depth+1)
+		}
+		return n
+	}
+	return 8
 }
 
 // EstimateInputTokens estimates the prompt's size in tokens without a

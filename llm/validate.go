@@ -46,7 +46,15 @@ func (r *Request) ValidateLimits(lim Limits) error {
 	if len(r.Stop) > lim.MaxStop {
 		return BadRequest("too many stop sequences: " + strconv.Itoa(len(r.Stop)) + " > " + strconv.Itoa(lim.MaxStop))
 	}
-	if n := r.ContentBytes(); n > lim.MaxContentBytes {
+	// One pass over Extra: its size counts toward the limit, and an empty
+	// name is remembered for after the size checks.
+	n := r.textBytes()
+	emptyExtra := false
+	for k, v := range r.Extra {
+		emptyExtra = emptyExtra || k == ""
+		n += len(k) + extraBytes(v, 0)
+	}
+	if n > lim.MaxContentBytes {
 		return BadRequest("request content too large: " + strconv.Itoa(n) + " bytes > " + strconv.Itoa(lim.MaxContentBytes))
 	}
 	hasUser := false
@@ -79,10 +87,8 @@ func (r *Request) ValidateLimits(lim Limits) error {
 			return BadRequest("stop sequence " + strconv.Itoa(i) + " is empty")
 		}
 	}
-	for k := range r.Extra {
-		if k == "" {
-			return BadRequest("extra parameter with an empty name")
-		}
+	if emptyExtra {
+		return BadRequest("extra parameter with an empty name")
 	}
 	return nil
 }
