@@ -3,6 +3,7 @@ package metrics
 import (
 	"time"
 
+	"github.com/llmkit/llmkit/internal/clock"
 	"github.com/llmkit/llmkit/llm"
 )
 
@@ -33,14 +34,8 @@ func timeStream(req *llm.Request, start time.Duration) (*llm.Request, *streamTim
 	return r, st
 }
 
-// epoch anchors now. time.Since of a Time with a monotonic reading reads
-// only the monotonic clock, half the cost of time.Now, which reads the
-// wall clock too. Inside a testing/synctest bubble it follows the fake
-// clock like time.Now does.
-var epoch = time.Now()
-
-// now returns a monotonic reading for measuring durations.
-func now() time.Duration { return time.Since(epoch) }
+// now is the shared monotonic clock (internal/clock).
+func now() time.Duration { return clock.Mono() }
 
 // truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
 func truncate(s string, n int) string {

@@ -2,10 +2,11 @@
 //
 // It has four parts, each usable alone:
 //
-//   - Labels is a middleware that runs every call under pprof.Do with the
-//     labels endpoint and model (and tenant on opt-in), so CPU and goroutine
-//     profiles split work by LLM call site. Label sets are built once per
-//     distinct combination and the number of combinations is bounded.
+//   - Labels is a middleware that runs every call with the pprof labels
+//     endpoint and model (and tenant on opt-in), as pprof.Do would but for
+//     one allocation, so CPU and goroutine profiles split work by LLM call
+//     site. Label sets (and a context carrying each) are built once per
+//     distinct combination, and the number of combinations is bounded.
 //   - Capturer is the Go counterpart of "profile this request": when a call
 //     runs past a threshold, or on one call in N, it saves a runtime/trace
 //     flight-recorder snapshot and, on request, a CPU profile of the window,

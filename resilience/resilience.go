@@ -9,6 +9,7 @@ import (
 	"github.com/failsafe-go/failsafe-go"
 	"github.com/failsafe-go/failsafe-go/retrypolicy"
 
+	"github.com/llmkit/llmkit/internal/clock"
 	"github.com/llmkit/llmkit/llm"
 )
 
@@ -401,12 +402,8 @@ func (st *call) attempt(n int) (resp *llm.Response, err error) {
 	return resp, err
 }
 
-// epoch anchors mono: time.Since of a fixed instant reads only the
-// monotonic clock (one clock read where time.Now takes two), and follows
-// testing/synctest's fake clock.
-var epoch = time.Now()
-
-func mono() time.Duration { return time.Since(epoch) }
+// mono is the shared monotonic clock (internal/clock).
+func mono() time.Duration { return clock.Mono() }
 
 var errPanic = &llm.Error{Kind: llm.KindUnavailable, Provider: provider, Message: "the wrapped client panicked"}
 

@@ -70,7 +70,7 @@ func run(ctx context.Context, w io.Writer, o options) error {
 			return err
 		}
 		fmt.Fprintf(w, "phase %-9s %s\n", p.name, p.about)
-		results = append(results, runPhase(ctx, st.client, p.name, phase, workers))
+		results = append(results, runPhase(ctx, st.built.Client, p.name, phase, workers))
 	}
 	fmt.Fprintln(w)
 	printPhases(w, results)

@@ -107,7 +107,7 @@ func printObservability(w io.Writer, st *demoStack) error {
 		fmt.Fprintf(w, "Slow-call captures: none (no call took %v)\n", st.slow)
 	}
 	st.captures.mu.Unlock()
-	ready, degraded, reasons := st.health.Status()
+	ready, degraded, reasons := st.built.Health.Status()
 	fmt.Fprintf(w, "Health: ready=%v degraded=%v %v; breaker %q is %s\n", ready, degraded, reasons, st.breaker.Name(), st.breaker.State())
 	return nil
 }

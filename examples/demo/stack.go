@@ -15,7 +15,6 @@ import (
 	"github.com/llmkit/llmkit/examples/internal/stack"
 	"github.com/llmkit/llmkit/llm"
 	"github.com/llmkit/llmkit/llm/sim"
-	"github.com/llmkit/llmkit/metrics"
 	"github.com/llmkit/llmkit/profiling"
 	"github.com/llmkit/llmkit/resilience"
 )
@@ -28,12 +27,10 @@ var endpoints = []string{"chat", "summarize", "search"}
 type demoStack struct {
 	model     *sim.Model // nil when a real provider answers
 	modelName string
-	client    llm.Client
 	registry  *prometheus.Registry
 	spans     *tracetest.SpanRecorder
 	tracer    *sdktrace.TracerProvider
 	logs      *syncBuffer
-	health    *metrics.Health
 	breaker   *resilience.Breaker
 	store     *cache.Ristretto
 	built     *stack.Stack
@@ -124,7 +121,6 @@ func newStack(provider llm.Client, providerName, modelName string, o options) (*
 		st.close()
 		return nil, err
 	}
-	st.client, st.health = st.built.Client, st.built.Health
 	return st, nil
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/llmkit/llmkit/examples/internal/stack"
 	"github.com/llmkit/llmkit/llm"
 	"github.com/llmkit/llmkit/llm/sim"
+	"github.com/llmkit/llmkit/resilience"
 )
 
 // maxBody bounds a /generate request body: llm.DefaultLimits' 1 MiB of
@@ -35,6 +36,8 @@ type serverConfig struct {
 	Model        string
 	RedisAddr    string
 	Logger       *slog.Logger
+	// Resilience overrides the stack's default policies.
+	Resilience *resilience.Config
 }
 
 // server is the service's HTTP handler.
@@ -87,7 +90,7 @@ func newServer(cfg serverConfig) (*server, error) {
 	if s.stack, err = stack.New(stack.Config{
 		Provider: provider, ProviderName: s.provider,
 		Models: []string{s.model}, Endpoints: endpoints,
-		Registry: reg, Logger: cfg.Logger, Store: store,
+		Registry: reg, Logger: cfg.Logger, Store: store, Resilience: cfg.Resilience,
 	}); err != nil {
 		s.Close()
 		return nil, err

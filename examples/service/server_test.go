@@ -20,6 +20,7 @@ import (
 	"github.com/llmkit/llmkit/internal/redistest"
 	"github.com/llmkit/llmkit/llm"
 	"github.com/llmkit/llmkit/llm/sim"
+	"github.com/llmkit/llmkit/resilience"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -29,8 +30,10 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func newTestServer(t *testing.T) (*httptest.Server, *server, *sim.Model) {
 	t.Helper()
 	model := sim.MustNew(sim.Config{TTFT: -1, PerToken: -1, MinTokens: 4, MaxTokens: 8})
+	policies := resilience.DefaultConfig()
+	policies.Retry.BaseDelay = time.Millisecond // the default policies, with short backoffs
 	s, err := newServer(serverConfig{Provider: model, ProviderName: "sim", Model: sim.DefaultModel,
-		Logger: slog.New(slog.DiscardHandler)})
+		Logger: slog.New(slog.DiscardHandler), Resilience: &policies})
 	if err != nil {
 		t.Fatal(err)
 	}
