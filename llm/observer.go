@@ -2,6 +2,9 @@ package llm
 
 import (
 	"context"
+	"reflect"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -170,4 +173,99 @@ func Emit(ctx context.Context, ev Event) {
 	for ; c != nil; c = c.next {
 		c.obs.Observe(ctx, ev)
 	}
+}
+
+// Subscriber is a Client that can deliver the events it and the clients
+// inside it emit to an observer given once, at construction, instead of
+// one registered in every call's context with WithObserver (which costs an
+// allocation per call). A decorator whose observer keeps no per-call state
+// (the Prometheus middleware, say) subscribes when it wraps its client and,
+// when that succeeds, leaves the call's context alone.
+//
+// Decorators implement it by subscribing their own wrapped client first
+// and, only when that succeeds, adding the observer to the ones they
+// deliver their own events to (see Observers). A provider adapter that
+// emits nothing implements it by returning true. A client that cannot
+// promise delivery returns false; so does any Client that does not
+// implement Subscriber (a ClientFunc, for one), since it might emit events
+// or call other decorated clients that only a context-registered observer
+// would hear.
+type Subscriber interface {
+	// Subscribe makes o receive, from now on, every event this client and
+	// the clients inside it emit, for every call they serve (whoever made
+	// it), and reports true; or subscribes nothing and reports false.
+	// Subscribing the same comparable observer twice delivers once.
+	Subscribe(o Observer) bool
+}
+
+// Subscribe subscribes o to c's events when c is a Subscriber and accepts;
+// it reports whether o is now subscribed. A nil o is never subscribed.
+func Subscribe(c Client, o Observer) bool {
+	s, ok := c.(Subscriber)
+	return ok && o != nil && s.Subscribe(o)
+}
+
+// Observers is the set of observers subscribed to a decorator that emits
+// events (see Subscriber). The zero value is an empty set ready to use; a
+// nil *Observers is an empty set that cannot be added to. It is safe for
+// concurrent use; adding is meant for construction and copies the set.
+type Observers struct {
+	list atomic.Pointer[[]Observer]
+	mu   sync.Mutex // serialises Add
+}
+
+// Add subscribes o. Adding a comparable observer that is already in the
+// set does nothing, so that two decorators sharing one observer (two
+// Prometheus middlewares on one registry, say) do not count an event twice.
+func (s *Observers) Add(o Observer) {
+	if o == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var old []Observer
+	if p := s.list.Load(); p != nil {
+		old = *p
+	}
+	if reflect.TypeOf(o).Comparable() {
+		for _, x := range old {
+			if reflect.TypeOf(x) == reflect.TypeOf(o) && x == o {
+				return
+			}
+		}
+	}
+	l := make([]Observer, len(old), len(old)+1)
+	copy(l, old)
+	l = append(l, o)
+	s.list.Store(&l)
+}
+
+// Len returns the number of subscribed observers.
+func (s *Observers) Len() int {
+	if s == nil {
+		return 0
+	}
+	if p := s.list.Load(); p != nil {
+		return len(*p)
+	}
+	return 0
+}
+
+// Emit reports ev to the subscribed observers, then, as the package-level
+// Emit does, to every observer registered under ctx.
+func (s *Observers) Emit(ctx context.Context, ev Event) {
+	if s != nil {
+		if p := s.list.Load(); p != nil {
+			for _, o := range *p {
+				o.Observe(ctx, ev)
+			}
+		}
+	}
+	Emit(ctx, ev)
+}
+
+// Observed reports whether anybody listens: a subscribed observer, or one
+// registered under ctx.
+func (s *Observers) Observed(ctx context.Context) bool {
+	return s.Len() > 0 || Observed(ctx)
 }

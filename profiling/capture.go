@@ -349,7 +349,7 @@ func (c *Capturer) Close() error {
 // Middleware is the capturing llm.Middleware: pass the method value
 // (capturer.Middleware) to llm.Chain or llm.Wrap.
 func (c *Capturer) Middleware(next llm.Client) llm.Client {
-	return llm.ClientFunc(func(ctx context.Context, req *llm.Request) (*llm.Response, error) {
+	return llm.Decorate(next, func(ctx context.Context, req *llm.Request) (*llm.Response, error) {
 		if req == nil {
 			return next.Generate(ctx, req)
 		}

@@ -149,7 +149,7 @@ func (c *labelCtx) Value(key any) any {
 }
 
 func (l *labeler) middleware(next llm.Client) llm.Client {
-	return llm.ClientFunc(func(ctx context.Context, req *llm.Request) (resp *llm.Response, err error) {
+	return llm.Decorate(next, func(ctx context.Context, req *llm.Request) (resp *llm.Response, err error) {
 		if req == nil {
 			return next.Generate(ctx, req)
 		}

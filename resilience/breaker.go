@@ -149,7 +149,7 @@ func (b *Breaker) onStateChanged(ev circuitbreaker.StateChangedEvent) {
 
 // flush emits the recorded state changes with the context of the call that
 // observed them. No lock is held while observers run.
-func (b *Breaker) flush(ctx context.Context) {
+func (b *Breaker) flush(ctx context.Context, obs *llm.Observers) {
 	if b.pendingN.Load() == 0 {
 		return
 	}
@@ -159,7 +159,7 @@ func (b *Breaker) flush(ctx context.Context) {
 	b.pendingN.Store(0)
 	b.mu.Unlock()
 	for _, s := range states {
-		llm.Emit(ctx, llm.Event{Kind: llm.EventBreakerState, State: s, Source: b.name})
+		obs.Emit(ctx, llm.Event{Kind: llm.EventBreakerState, State: s, Source: b.name})
 	}
 }
 
@@ -187,22 +187,22 @@ func (b *Breaker) Middleware() llm.Middleware {
 
 // acquire asks for a permit. It reports whether the call was admitted and
 // whether it is a half-open probe.
-func (b *Breaker) acquire(ctx context.Context) (ok, probe bool) {
+func (b *Breaker) acquire(ctx context.Context, obs *llm.Observers) (ok, probe bool) {
 	if b.countMode && llm.BreakerState(b.state.Load()) == llm.BreakerClosed {
 		// A closed breaker admits every call; failsafe-go would only take
 		// its lock to say so.
-		b.flush(ctx)
+		b.flush(ctx, obs)
 		return true, false
 	}
 	ok = b.cb.TryAcquirePermit()
 	probe = ok && llm.BreakerState(b.state.Load()) == llm.BreakerHalfOpen
-	b.flush(ctx)
+	b.flush(ctx, obs)
 	return ok, probe
 }
 
 // record settles a permit. callerDone says the caller's own context ended:
 // such an outcome is not the provider's fault and is not charged.
-func (b *Breaker) record(ctx context.Context, err error, callerDone, probe bool) {
+func (b *Breaker) record(ctx context.Context, obs *llm.Observers, err error, callerDone, probe bool) {
 	switch {
 	case err == nil:
 		b.recordSuccess()
@@ -221,7 +221,7 @@ func (b *Breaker) record(ctx context.Context, err error, callerDone, probe bool)
 		b.cb.RecordFailure()
 		b.unresolved.Add(1)
 	}
-	b.flush(ctx)
+	b.flush(ctx, obs)
 }
 
 // recordSuccess takes a success to failsafe-go unless, in count mode, the

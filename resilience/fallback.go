@@ -90,6 +90,6 @@ func (st *call) degraded(resp *llm.Response, reason llm.Kind, source string, err
 	r.Degraded = true
 	r.DegradedReason = reason
 	r.Attempts = st.attempts + extra
-	llm.Emit(st.ctx, llm.Event{Kind: llm.EventFallback, Request: st.orig, Reason: reason.String(), Source: source, Err: err})
+	st.c.obs.Emit(st.ctx, llm.Event{Kind: llm.EventFallback, Request: st.orig, Reason: reason.String(), Source: source, Err: err})
 	return r
 }

@@ -132,7 +132,7 @@ func (st *call) hedged(actx context.Context) (*llm.Response, error) {
 			}()
 			r.resp, r.err = next.Generate(cctx, req)
 			r.dur = time.Since(t0)
-			llm.Emit(ctx, llm.Event{Kind: llm.EventAttempt, Request: orig, Attempt: num, Duration: r.dur, Err: r.err})
+			st.c.obs.Emit(ctx, llm.Event{Kind: llm.EventAttempt, Request: orig, Attempt: num, Duration: r.dur, Err: r.err})
 		}()
 	}
 	cancelAll := func(keep int) {
@@ -200,14 +200,14 @@ func (st *call) hedged(actx context.Context) (*llm.Response, error) {
 			idx := hedges + 1
 			if bud != nil {
 				if !bud.TryAcquirePermit() {
-					reject(ctx, "budget", lastErr)
+					reject(ctx, &st.c.obs, "budget", lastErr)
 					continue
 				}
 				hedgeHeld[idx] = true
 			}
 			hedges++
 			st.attempts++
-			llm.Emit(ctx, llm.Event{Kind: llm.EventHedge, Request: orig, Attempt: st.attempts})
+			st.c.obs.Emit(ctx, llm.Event{Kind: llm.EventHedge, Request: orig, Attempt: st.attempts})
 			launch(idx, st.attempts)
 			outstanding++
 			if hedges < h.max {

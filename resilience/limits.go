@@ -89,9 +89,9 @@ func (r *rateLimit) pairFor(tenant string) *limiterPair {
 
 // acquire takes one request permit and, with a token limit, the request's
 // estimated tokens. It returns the pair and the tokens reserved.
-func (r *rateLimit) acquire(ctx context.Context, req *llm.Request) (*limiterPair, int, error) {
+func (r *rateLimit) acquire(ctx context.Context, obs *llm.Observers, req *llm.Request) (*limiterPair, int, error) {
 	p := r.pairFor(req.Tenant)
-	if err := r.take(ctx, p.req, 1); err != nil {
+	if err := r.take(ctx, obs, p.req, 1); err != nil {
 		return nil, 0, err
 	}
 	if p.tok == nil {
@@ -115,7 +115,7 @@ func (r *rateLimit) acquire(ctx context.Context, req *llm.Request) (*limiterPair
 		}
 	}
 	if rest := need - fromCredit; rest > 0 {
-		if err := r.take(ctx, p.tok, uint(rest)); err != nil {
+		if err := r.take(ctx, obs, p.tok, uint(rest)); err != nil {
 			p.credit.Add(int64(fromCredit))
 			return nil, 0, err
 		}
@@ -144,17 +144,17 @@ func (r *rateLimit) settle(p *limiterPair, reserved int, resp *llm.Response) {
 	}
 }
 
-func (r *rateLimit) take(ctx context.Context, lim ratelimiter.RateLimiter[*llm.Response], n uint) error {
+func (r *rateLimit) take(ctx context.Context, obs *llm.Observers, lim ratelimiter.RateLimiter[*llm.Response], n uint) error {
 	if r.cfg.MaxWait == 0 {
 		if lim.TryAcquirePermits(n) {
 			return nil
 		}
-		return reject(ctx, "rate_limit", &llm.Error{Kind: llm.KindRateLimited, Provider: provider,
+		return reject(ctx, obs, "rate_limit", &llm.Error{Kind: llm.KindRateLimited, Provider: provider,
 			Message: "local rate limit reached", RetryAfter: r.retryAfter})
 	}
 	d := lim.TryReservePermits(n, r.cfg.MaxWait)
 	if d < 0 {
-		return reject(ctx, "rate_limit", &llm.Error{Kind: llm.KindRateLimited, Provider: provider,
+		return reject(ctx, obs, "rate_limit", &llm.Error{Kind: llm.KindRateLimited, Provider: provider,
 			Message: "local rate limit reached", RetryAfter: r.cfg.MaxWait})
 	}
 	return sleep(ctx, d)
@@ -168,8 +168,8 @@ func sleep(ctx context.Context, d time.Duration) error {
 	return nil
 }
 
-func reject(ctx context.Context, reason string, err error) error {
-	llm.Emit(ctx, llm.Event{Kind: llm.EventRejected, Reason: reason, Err: err})
+func reject(ctx context.Context, obs *llm.Observers, reason string, err error) error {
+	obs.Emit(ctx, llm.Event{Kind: llm.EventRejected, Reason: reason, Err: err})
 	return err
 }
 
@@ -188,7 +188,7 @@ func newBulk(c BulkheadConfig) (*bulk, error) {
 	return &bulk{bh: bulkhead.New[*llm.Response](c.MaxConcurrent), wait: c.MaxWait}, nil
 }
 
-func (b *bulk) acquire(ctx context.Context) error {
+func (b *bulk) acquire(ctx context.Context, obs *llm.Observers) error {
 	if b.bh.TryAcquirePermit() {
 		return nil
 	}
@@ -201,7 +201,7 @@ func (b *bulk) acquire(ctx context.Context) error {
 			return llm.FromContext(ctx, provider)
 		}
 	}
-	return reject(ctx, "bulkhead", &llm.Error{Kind: llm.KindOverloaded, Provider: provider, Message: "bulkhead full"})
+	return reject(ctx, obs, "bulkhead", &llm.Error{Kind: llm.KindOverloaded, Provider: provider, Message: "bulkhead full"})
 }
 
 type adaptive struct {
@@ -233,7 +233,7 @@ func newAdaptive(c AdaptiveLimitConfig) (*adaptive, error) {
 	return &adaptive{al: b.Build(), wait: c.MaxWait}, nil
 }
 
-func (a *adaptive) acquire(ctx context.Context) (adaptivelimiter.Permit, error) {
+func (a *adaptive) acquire(ctx context.Context, obs *llm.Observers) (adaptivelimiter.Permit, error) {
 	if p, ok := a.al.TryAcquirePermit(); ok {
 		return p, nil
 	}
@@ -246,7 +246,7 @@ func (a *adaptive) acquire(ctx context.Context) (adaptivelimiter.Permit, error) 
 			return nil, llm.FromContext(ctx, provider)
 		}
 	}
-	return nil, reject(ctx, "adaptive_limit", &llm.Error{Kind: llm.KindOverloaded, Provider: provider, Message: "adaptive concurrency limit reached"})
+	return nil, reject(ctx, obs, "adaptive_limit", &llm.Error{Kind: llm.KindOverloaded, Provider: provider, Message: "adaptive concurrency limit reached"})
 }
 
 // budgetPermits is the part of failsafe-go's budget its retry and hedge

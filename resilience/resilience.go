@@ -109,6 +109,17 @@ func New(cfg Config) (llm.Middleware, error) {
 type client struct {
 	*engine
 	next llm.Client
+	obs  llm.Observers // subscribed at construction; see Subscribe
+}
+
+// Subscribe subscribes o to the events of this client's policies once
+// the wrapped client accepts it too (see llm.Subscriber).
+func (c *client) Subscribe(o llm.Observer) bool {
+	if !llm.Subscribe(c.next, o) {
+		return false
+	}
+	c.obs.Add(o)
+	return true
 }
 
 var _ llm.Client = (*client)(nil)
@@ -160,20 +171,20 @@ func (c *client) Generate(ctx context.Context, req *llm.Request) (*llm.Response,
 
 func (c *client) run(st *call) (resp *llm.Response, err error) {
 	if c.rl != nil {
-		p, reserved, err := c.rl.acquire(st.ctx, st.orig)
+		p, reserved, err := c.rl.acquire(st.ctx, &c.obs, st.orig)
 		if err != nil {
 			return nil, err
 		}
 		defer func() { c.rl.settle(p, reserved, resp) }()
 	}
 	if c.bh != nil {
-		if err := c.bh.acquire(st.ctx); err != nil {
+		if err := c.bh.acquire(st.ctx, &c.obs); err != nil {
 			return nil, err
 		}
 		defer c.bh.bh.ReleasePermit()
 	}
 	if c.al != nil {
-		permit, err := c.al.acquire(st.ctx)
+		permit, err := c.al.acquire(st.ctx, &c.obs)
 		if err != nil {
 			return nil, err
 		}
@@ -288,12 +299,12 @@ func (st *call) shouldRetry(n int, err error) (time.Duration, bool) {
 	}
 	if b := st.c.budget; b != nil {
 		if !b.TryAcquirePermit() {
-			reject(st.ctx, "budget", err)
+			reject(st.ctx, &st.c.obs, "budget", err)
 			return 0, false
 		}
 		st.budgetOn = true
 	}
-	llm.Emit(st.ctx, llm.Event{Kind: llm.EventRetry, Request: st.orig, Attempt: n, Delay: d, Err: err})
+	st.c.obs.Emit(st.ctx, llm.Event{Kind: llm.EventRetry, Request: st.orig, Attempt: n, Delay: d, Err: err})
 	return d, true
 }
 
@@ -354,13 +365,13 @@ func (st *call) attempt(n int) (resp *llm.Response, err error) {
 	probe, recorded := false, false
 	if c.br != nil {
 		var ok bool
-		if ok, probe = c.br.acquire(st.ctx); !ok {
+		if ok, probe = c.br.acquire(st.ctx, &c.obs); !ok {
 			return nil, c.br.openError()
 		}
 		// A panic below skips the record: charge it here and let it go on.
 		defer func() {
 			if !recorded {
-				c.br.record(st.ctx, errPanic, false, probe)
+				c.br.record(st.ctx, &c.obs, errPanic, false, probe)
 			}
 		}()
 	}
@@ -397,7 +408,7 @@ func (st *call) attempt(n int) (resp *llm.Response, err error) {
 	}
 	if c.br != nil {
 		recorded = true
-		c.br.record(st.ctx, err, st.ctx.Err() != nil, probe)
+		c.br.record(st.ctx, &c.obs, err, st.ctx.Err() != nil, probe)
 	}
 	return resp, err
 }
@@ -411,12 +422,12 @@ var errPanic = &llm.Error{Kind: llm.KindUnavailable, Provider: provider, Message
 func (st *call) once(ctx context.Context, req *llm.Request) (*llm.Response, error) {
 	st.attempts++
 	n := st.attempts
-	if !llm.Observed(st.ctx) {
+	if !st.c.obs.Observed(st.ctx) {
 		return st.c.next.Generate(ctx, req)
 	}
 	t0 := mono()
 	resp, err := st.c.next.Generate(ctx, req)
-	llm.Emit(st.ctx, llm.Event{Kind: llm.EventAttempt, Request: st.orig, Attempt: n, Duration: mono() - t0, Err: err})
+	st.c.obs.Emit(st.ctx, llm.Event{Kind: llm.EventAttempt, Request: st.orig, Attempt: n, Duration: mono() - t0, Err: err})
 	return resp, err
 }
 

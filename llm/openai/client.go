@@ -107,3 +107,7 @@ func (c *Client) Generate(ctx context.Context, req *llm.Request) (*llm.Response,
 	resp.Quota = quota
 	return resp, nil
 }
+
+// Subscribe reports true: a Client emits no events, so an observer
+// subscribed at construction (see llm.Subscriber) misses nothing from it.
+func (c *Client) Subscribe(llm.Observer) bool { return true }
