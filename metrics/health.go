@@ -112,12 +112,22 @@ func (h *Health) ObserveQuota(q *llm.Quota) {
 	h.mu.Unlock()
 }
 
-// Middleware returns a middleware that registers h as an observer of each
-// call (one allocation) and records the quota each response or error
-// reports.
+// Middleware returns a middleware that makes h an observer of the
+// decorators inside it and records the quota each response or error
+// reports. h subscribes once, when the middleware wraps its client (see
+// llm.Subscriber); when the chain inside refuses (it ends in a ClientFunc,
+// say), h is registered on each call's context instead, at one allocation
+// per call.
 func (h *Health) Middleware() llm.Middleware {
 	return func(next llm.Client) llm.Client {
-		return llm.ClientFunc(func(ctx context.Context, req *llm.Request) (*llm.Response, error) {
+		if llm.Subscribe(next, h) {
+			return llm.Decorate(next, func(ctx context.Context, req *llm.Request) (*llm.Response, error) {
+				resp, err := next.Generate(ctx, req)
+				h.ObserveQuota(quotaOf(resp, err))
+				return resp, err
+			})
+		}
+		return llm.Decorate(next, func(ctx context.Context, req *llm.Request) (*llm.Response, error) {
 			resp, err := next.Generate(llm.WithObserver(ctx, h), req)
 			h.ObserveQuota(quotaOf(resp, err))
 			return resp, err

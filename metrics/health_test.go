@@ -13,6 +13,7 @@ import (
 	"github.com/llmkit/llmkit/llm"
 	"github.com/llmkit/llmkit/llm/llmtest"
 	"github.com/llmkit/llmkit/metrics"
+	"github.com/llmkit/llmkit/resilience"
 )
 
 func probe(t *testing.T, h http.Handler) (int, string, []string) {
@@ -94,4 +95,37 @@ func TestHealthOpenBreakerDegraded(t *testing.T) {
 func TestHealthConformance(t *testing.T) {
 	h := must(metrics.NewHealth())
 	llmtest.Run(t, func(t *testing.T, up llm.Client) llm.Client { return h.Middleware()(up) })
+}
+
+// observedLeaf is a provider that emits nothing (so subscriptions pass
+// through it) and records whether any observer was on its call's context.
+type observedLeaf struct {
+	llmtest.Fake
+	sawObserver bool
+}
+
+func (l *observedLeaf) Generate(ctx context.Context, req *llm.Request) (*llm.Response, error) {
+	l.sawObserver = l.sawObserver || llm.Observed(ctx)
+	return l.Fake.Generate(ctx, req)
+}
+
+// Over a chain that accepts subscriptions (resilience over a provider),
+// Health hears the breaker by subscription: no call carries an observer.
+func TestHealthSubscribes(t *testing.T) {
+	h := must(metrics.NewHealth())
+	br, err := resilience.NewBreaker(resilience.BreakerConfig{Name: "p", FailureThreshold: 2, Delay: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := &observedLeaf{Fake: llmtest.Fake{Default: llmtest.Step{Err: &llm.Error{Kind: llm.KindUnavailable, Status: 503}}}}
+	c := h.Middleware()(must(resilience.New(resilience.Config{Breaker: br}))(leaf))
+	for range 2 {
+		_, _ = c.Generate(context.Background(), llm.Prompt("x"))
+	}
+	if code, status, reasons := probe(t, h); code != 503 || status != "unavailable" || !slices.Equal(reasons, []string{`circuit breaker "p" open`}) {
+		t.Fatalf("after the breaker opened: %d %s %v", code, status, reasons)
+	}
+	if leaf.sawObserver {
+		t.Fatal("Health registered an observer on the call's context though the chain accepted its subscription")
+	}
 }
