@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"regexp"
+	"slices"
 
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
@@ -187,6 +189,9 @@ func (c *promConfig) validate() error {
 	for _, b := range [][]float64{c.durBuckets, c.ttftBuckets} {
 		if len(b) == 0 {
 			return errors.New("metrics: histogram buckets must not be empty")
+		}
+		if slices.ContainsFunc(b, math.IsNaN) {
+			return fmt.Errorf("metrics: histogram buckets %v contain NaN", b)
 		}
 		for i := 1; i < len(b); i++ {
 			if b[i] <= b[i-1] {

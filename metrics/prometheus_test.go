@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/llmkit/llmkit/llm"
 	"github.com/llmkit/llmkit/llm/llmtest"
@@ -217,7 +220,29 @@ llm_requests_total{endpoint="e",model="m",status="ok"} 2
 	if _, err := metrics.Prometheus(reg2); err == nil {
 		t.Fatal("want an error for a clashing collector")
 	}
+	// So is a collector of another type with exactly the same descriptors.
+	var capture capturingRegisterer
+	must(metrics.Prometheus(&capture))
+	reg3 := prometheus.NewRegistry()
+	reg3.MustRegister(otherCollector{capture.c})
+	if _, err := metrics.Prometheus(reg3); err == nil {
+		t.Fatal("want an error for a collector of another type with the same descriptors")
+	}
 }
+
+// capturingRegisterer keeps the collector registered with it.
+type capturingRegisterer struct{ c prometheus.Collector }
+
+func (r *capturingRegisterer) Register(c prometheus.Collector) error { r.c = c; return nil }
+func (r *capturingRegisterer) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		r.c = c
+	}
+}
+func (r *capturingRegisterer) Unregister(prometheus.Collector) bool { return false }
+
+// otherCollector is a collector of another type with the same descriptors.
+type otherCollector struct{ prometheus.Collector }
 
 func TestPrometheusOptionsValidated(t *testing.T) {
 	reg := prometheus.NewRegistry()
@@ -352,23 +377,46 @@ func TestPrometheusExemplar(t *testing.T) {
 	}
 }
 
-// Native histograms keep the classic buckets and add a schema.
+// Native histograms keep the classic buckets and add a schema; the TTFT
+// histogram appears with the first stream; the request counter still
+// carries exemplars.
 func TestPrometheusNativeHistograms(t *testing.T) {
-	reg := prometheus.NewRegistry()
+	reg := prometheus.NewPedanticRegistry()
 	c := must(metrics.Prometheus(reg, metrics.WithNativeHistograms(1.1)))(&llmtest.Fake{})
 	if _, err := c.Generate(context.Background(), &llm.Request{}); err != nil {
 		t.Fatal(err)
 	}
+	if n, err := testutil.GatherAndCount(reg, "llm_time_to_first_token_seconds"); err != nil || n != 0 {
+		t.Fatalf("TTFT series before any stream: %d (%v), want 0", n, err)
+	}
+	ctx := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID{15: 9}, SpanID: trace.SpanID{7: 1}, TraceFlags: trace.FlagsSampled,
+	}))
+	if _, err := c.Generate(ctx, &llm.Request{Stream: func(llm.Chunk) error { return nil }}); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
 	for _, mf := range must(reg.Gather()) {
-		if mf.GetName() == "llm_request_duration_seconds" {
+		switch mf.GetName() {
+		case "llm_request_duration_seconds", "llm_time_to_first_token_seconds":
 			h := mf.Metric[0].GetHistogram()
 			if h.Schema == nil || len(h.GetBucket()) == 0 {
-				t.Fatalf("want native and classic buckets, got %v", h)
+				t.Fatalf("%s: want native and classic buckets, got %v", mf.GetName(), h)
 			}
-			return
+			if h.GetSampleCount() == 0 {
+				t.Errorf("%s: no observation", mf.GetName())
+			}
+			seen[mf.GetName()] = true
+		case "llm_requests_total":
+			if ex := mf.Metric[0].GetCounter().GetExemplar(); ex == nil || ex.GetLabel()[0].GetValue() != (trace.TraceID{15: 9}).String() {
+				t.Errorf("llm_requests_total: exemplar %v, want the span's trace id", ex)
+			}
+			seen[mf.GetName()] = true
 		}
 	}
-	t.Fatal("no duration histogram")
+	if len(seen) != 3 {
+		t.Fatalf("families seen: %v", seen)
+	}
 }
 
 // The per-call path allocates nothing once its series exist, without events.
@@ -388,3 +436,330 @@ func TestPrometheusAllocs(t *testing.T) {
 }
 
 var okResp = &llm.Response{Text: "ok", Model: "m", Usage: llm.Usage{InputTokens: 3, OutputTokens: 2}}
+
+// A panic in the wrapped client is a failure (status unknown), frees its
+// slot in llm_active_requests, and goes on to the caller.
+func TestPrometheusPanicCounted(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	var inFlight float64
+	up := llm.ClientFunc(func(context.Context, *llm.Request) (*llm.Response, error) {
+		inFlight = gatherValue(t, reg, "llm_active_requests")
+		panic("boom")
+	})
+	c := must(metrics.Prometheus(reg, metrics.WithModels("m"), metrics.WithEndpoints("e")))(up)
+	func() {
+		defer func() {
+			if r := recover(); r != "boom" {
+				t.Fatalf("recovered %v, want the upstream's panic", r)
+			}
+		}()
+		_, _ = c.Generate(context.Background(), &llm.Request{Model: "m", Endpoint: "e"})
+	}()
+	if inFlight != 1 {
+		t.Errorf("llm_active_requests during the call = %v, want 1", inFlight)
+	}
+	want := `
+# HELP llm_active_requests LLM calls in flight.
+# TYPE llm_active_requests gauge
+llm_active_requests 0
+# HELP llm_requests_total LLM calls by final outcome: status is ok or the error kind.
+# TYPE llm_requests_total counter
+llm_requests_total{endpoint="e",model="m",status="unknown"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "llm_active_requests", "llm_requests_total"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// gatherValue returns the value of the one series of an unlabelled gauge
+// or counter.
+func gatherValue(t *testing.T, g prometheus.Gatherer, name string) float64 {
+	t.Helper()
+	for _, mf := range must(g.Gather()) {
+		if mf.GetName() != name {
+			continue
+		}
+		m := mf.GetMetric()[0]
+		if m.GetGauge() != nil {
+			return m.GetGauge().GetValue()
+		}
+		return m.GetCounter().GetValue()
+	}
+	t.Fatalf("no family %s", name)
+	return 0
+}
+
+// A traced call leaves the latest exemplar (trace_id, value, the time the
+// call ended) on its duration bucket and on its request counter; an
+// untraced call leaves the exemplars as they are.
+func TestPrometheusExemplarExposition(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reg := prometheus.NewPedanticRegistry()
+		fake := &llmtest.Fake{Steps: []llmtest.Step{
+			{Latency: 1500 * time.Millisecond},
+			{Latency: 1700 * time.Millisecond},
+			{Latency: 1600 * time.Millisecond},
+			{Latency: 300 * time.Millisecond, Err: llmtest.Error(llm.KindTimeout)},
+		}}
+		c := must(metrics.Prometheus(reg, metrics.WithModels("m"), metrics.WithEndpoints("e")))(fake)
+		req := &llm.Request{Model: "m", Endpoint: "e"}
+		traced := func(id byte) context.Context {
+			return trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+				TraceID: trace.TraceID{15: id}, SpanID: trace.SpanID{7: 1}, TraceFlags: trace.FlagsSampled,
+			}))
+		}
+		_, _ = c.Generate(traced(1), req)
+		_, _ = c.Generate(traced(2), req) // same bucket (le=2): replaces trace 1
+		end2 := time.Now()
+		_, _ = c.Generate(context.Background(), req) // untraced: no change
+		_, _ = c.Generate(traced(3), req)            // a timeout, in le=0.5
+		end4 := time.Now()
+
+		check := func(what string, ex *dto.Exemplar, value float64, id byte, at time.Time) {
+			t.Helper()
+			if ex == nil {
+				t.Errorf("%s: no exemplar", what)
+				return
+			}
+			wantID := trace.TraceID{15: id}.String()
+			if len(ex.GetLabel()) != 1 || ex.GetLabel()[0].GetName() != "trace_id" || ex.GetLabel()[0].GetValue() != wantID {
+				t.Errorf("%s: labels %v, want trace_id=%s", what, ex.GetLabel(), wantID)
+			}
+			if ex.GetValue() != value {
+				t.Errorf("%s: value %v, want %v", what, ex.GetValue(), value)
+			}
+			if got := ex.GetTimestamp().AsTime(); !got.Equal(at) {
+				t.Errorf("%s: timestamp %v, want %v", what, got, at)
+			}
+		}
+		for _, mf := range must(reg.Gather()) {
+			switch mf.GetName() {
+			case "llm_request_duration_seconds":
+				for _, b := range mf.GetMetric()[0].GetHistogram().GetBucket() {
+					switch b.GetUpperBound() {
+					case 0.5:
+						check("bucket le=0.5", b.GetExemplar(), 0.3, 3, end4)
+					case 2:
+						check("bucket le=2", b.GetExemplar(), 1.7, 2, end2)
+					default:
+						if b.GetExemplar() != nil {
+							t.Errorf("bucket le=%v has an exemplar", b.GetUpperBound())
+						}
+					}
+				}
+			case "llm_requests_total":
+				for _, m := range mf.GetMetric() {
+					switch status := m.GetLabel()[2].GetValue(); status {
+					case "ok":
+						check("status ok", m.GetCounter().GetExemplar(), 1, 2, end2)
+					case "timeout":
+						check("status timeout", m.GetCounter().GetExemplar(), 1, 3, end4)
+					default:
+						t.Errorf("unexpected status %q", status)
+					}
+				}
+			}
+		}
+
+		// WithExemplars(false): none at all.
+		reg2 := prometheus.NewRegistry()
+		c2 := must(metrics.Prometheus(reg2, metrics.WithExemplars(false)))(&llmtest.Fake{})
+		_, _ = c2.Generate(traced(4), req)
+		for _, mf := range must(reg2.Gather()) {
+			for _, m := range mf.GetMetric() {
+				if m.GetCounter().GetExemplar() != nil {
+					t.Errorf("%s: exemplar with WithExemplars(false)", mf.GetName())
+				}
+				for _, b := range m.GetHistogram().GetBucket() {
+					if b.GetExemplar() != nil {
+						t.Errorf("%s: exemplar with WithExemplars(false)", mf.GetName())
+					}
+				}
+			}
+		}
+	})
+}
+
+// A duration exactly on a bucket bound counts in that bucket (le), as in
+// any Prometheus histogram; a trailing +Inf bound is the implicit one.
+func TestPrometheusBucketBounds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		latencies := []time.Duration{0, 300 * time.Millisecond, 300*time.Millisecond + 1, time.Second, 3 * time.Second}
+		var steps []llmtest.Step
+		for _, l := range latencies {
+			steps = append(steps, llmtest.Step{Latency: l})
+		}
+		c := must(metrics.Prometheus(reg, metrics.WithDurationBuckets(0.3, 1, math.Inf(1)), metrics.WithModels("m"), metrics.WithEndpoints("e")))(&llmtest.Fake{Steps: steps})
+		for range latencies {
+			_, _ = c.Generate(context.Background(), &llm.Request{Model: "m", Endpoint: "e"})
+		}
+		want := `
+# HELP llm_request_duration_seconds Duration of LLM calls, retries and waits included.
+# TYPE llm_request_duration_seconds histogram
+llm_request_duration_seconds_bucket{endpoint="e",model="m",le="0.3"} 2
+llm_request_duration_seconds_bucket{endpoint="e",model="m",le="1"} 4
+llm_request_duration_seconds_bucket{endpoint="e",model="m",le="+Inf"} 5
+llm_request_duration_seconds_sum{endpoint="e",model="m"} 4.6
+llm_request_duration_seconds_count{endpoint="e",model="m"} 5
+`
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "llm_request_duration_seconds"); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// Two middlewares on one registry share every series; another namespace
+// on the same registry is a separate set of families.
+func TestPrometheusSharedSeries(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		fake := &llmtest.Fake{Default: llmtest.Step{Latency: time.Second, Response: &llm.Response{Usage: llm.Usage{InputTokens: 2, OutputTokens: 1}}}}
+		a := must(metrics.Prometheus(reg, metrics.WithExemplars(false)))(fake)
+		b := must(metrics.Prometheus(reg, metrics.WithModels("m")))(emitting(llm.Event{Kind: llm.EventCacheMiss}, llm.Event{Kind: llm.EventAttempt})(fake))
+		other := must(metrics.Prometheus(reg, metrics.WithNamespace("svc")))(fake)
+		for _, c := range []llm.Client{a, b, other} {
+			if _, err := c.Generate(context.Background(), &llm.Request{Model: "m", Endpoint: "e"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want := `
+# HELP llm_active_requests LLM calls in flight.
+# TYPE llm_active_requests gauge
+llm_active_requests 0
+# HELP llm_cache_requests_total Cache lookups by result (hit, miss, stale, coalesced, error).
+# TYPE llm_cache_requests_total counter
+llm_cache_requests_total{result="coalesced"} 0
+llm_cache_requests_total{result="error"} 0
+llm_cache_requests_total{result="hit"} 0
+llm_cache_requests_total{result="miss"} 1
+llm_cache_requests_total{result="stale"} 0
+# HELP llm_provider_calls_total Provider attempts (retries and hedges included) by outcome.
+# TYPE llm_provider_calls_total counter
+llm_provider_calls_total{status="ok"} 2
+# HELP llm_request_duration_seconds Duration of LLM calls, retries and waits included.
+# TYPE llm_request_duration_seconds histogram
+llm_request_duration_seconds_bucket{endpoint="e",model="m",le="0.1"} 0
+llm_request_duration_seconds_bucket{endpoint="e",model="m",le="0.5"} 0
+llm_request_duration_seconds_bucket{endpoint="e",model="m",le="1"} 2
+llm_request_duration_seconds_bucket{endpoint="e",model="m",le="2"} 2
+llm_request_duration_seconds_bucket{endpoint="e",model="m",le="5"} 2
+llm_request_duration_seconds_bucket{endpoint="e",model="m",le="10"} 2
+llm_request_duration_seconds_bucket{endpoint="e",model="m",le="20"} 2
+llm_request_duration_seconds_bucket{endpoint="e",model="m",le="30"} 2
+llm_request_duration_seconds_bucket{endpoint="e",model="m",le="60"} 2
+llm_request_duration_seconds_bucket{endpoint="e",model="m",le="120"} 2
+llm_request_duration_seconds_bucket{endpoint="e",model="m",le="+Inf"} 2
+llm_request_duration_seconds_sum{endpoint="e",model="m"} 2
+llm_request_duration_seconds_count{endpoint="e",model="m"} 2
+# HELP llm_requests_total LLM calls by final outcome: status is ok or the error kind.
+# TYPE llm_requests_total counter
+llm_requests_total{endpoint="e",model="m",status="ok"} 2
+# HELP llm_tokens_total Tokens reported by the provider, by type (input, output, cached_input).
+# TYPE llm_tokens_total counter
+llm_tokens_total{type="cached_input"} 0
+llm_tokens_total{type="input"} 4
+llm_tokens_total{type="output"} 2
+# HELP svc_requests_total LLM calls by final outcome: status is ok or the error kind.
+# TYPE svc_requests_total counter
+svc_requests_total{endpoint="e",model="m",status="ok"} 1
+`
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "llm_active_requests", "llm_cache_requests_total",
+			"llm_provider_calls_total", "llm_request_duration_seconds", "llm_requests_total", "llm_tokens_total", "svc_requests_total"); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// Calls from many goroutines while the registry is scraped: every call is
+// counted exactly once (run with -race).
+func TestPrometheusConcurrent(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	up := llm.ClientFunc(func(_ context.Context, req *llm.Request) (*llm.Response, error) {
+		if req.Tenant == "fail" {
+			return nil, llmtest.Error(llm.KindUnavailable)
+		}
+		if req.Stream != nil {
+			if err := req.Stream(llm.Chunk{Text: "x"}); err != nil {
+				return nil, err
+			}
+		}
+		return &llm.Response{Text: "x", Usage: llm.Usage{InputTokens: 3, OutputTokens: 2, CachedInputTokens: 1}}, nil
+	})
+	c := must(metrics.Prometheus(reg, metrics.WithModels("a", "b")))(up)
+	const workers, calls = 8, 500
+	done := make(chan struct{})
+	scraped := make(chan struct{})
+	go func() {
+		defer close(scraped)
+		for {
+			select {
+			case <-done:
+				return
+			default:
+				if _, err := reg.Gather(); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range calls {
+				req := &llm.Request{Model: []string{"a", "b"}[i%2], Endpoint: "e"}
+				if i%5 == 0 {
+					req.Tenant = "fail"
+				}
+				if w%2 == 0 && i%3 == 0 {
+					req.Stream = func(llm.Chunk) error { return nil }
+				}
+				_, _ = c.Generate(context.Background(), req)
+			}
+		})
+	}
+	wg.Wait()
+	close(done)
+	<-scraped
+
+	const total = workers * calls
+	const failed = total / 5
+	const ok = total - failed
+	wantRequests := map[string]float64{"ok": ok, "unavailable": failed}
+	gotRequests := map[string]float64{}
+	var histCount uint64
+	for _, mf := range must(reg.Gather()) {
+		for _, m := range mf.GetMetric() {
+			switch mf.GetName() {
+			case "llm_requests_total":
+				gotRequests[m.GetLabel()[2].GetValue()] += m.GetCounter().GetValue()
+			case "llm_request_duration_seconds":
+				histCount += m.GetHistogram().GetSampleCount()
+				bs := m.GetHistogram().GetBucket()
+				if last := bs[len(bs)-1].GetCumulativeCount(); last > m.GetHistogram().GetSampleCount() {
+					t.Errorf("bucket count %d above the sample count %d", last, m.GetHistogram().GetSampleCount())
+				}
+			case "llm_active_requests":
+				if v := m.GetGauge().GetValue(); v != 0 {
+					t.Errorf("llm_active_requests = %v after every call returned", v)
+				}
+			case "llm_tokens_total":
+				want := map[string]float64{"input": 3 * ok, "output": 2 * ok, "cached_input": ok}[m.GetLabel()[0].GetValue()]
+				if v := m.GetCounter().GetValue(); v != want {
+					t.Errorf("llm_tokens_total{type=%q} = %v, want %v", m.GetLabel()[0].GetValue(), v, want)
+				}
+			case "llm_provider_calls_total":
+				if v, want := m.GetCounter().GetValue(), wantRequests[m.GetLabel()[0].GetValue()]; v != want {
+					t.Errorf("llm_provider_calls_total{status=%q} = %v, want %v", m.GetLabel()[0].GetValue(), v, want)
+				}
+			}
+		}
+	}
+	if fmt.Sprint(gotRequests) != fmt.Sprint(wantRequests) {
+		t.Errorf("llm_requests_total = %v, want %v", gotRequests, wantRequests)
+	}
+	if histCount != total {
+		t.Errorf("duration histograms count %d calls, want %d", histCount, total)
+	}
+}
