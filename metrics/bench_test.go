@@ -33,8 +33,23 @@ func benchClient(b *testing.B, c llm.Client) {
 // BenchmarkBaseline is the upstream alone, to subtract.
 func BenchmarkBaseline(b *testing.B) { benchClient(b, benchUp) }
 
+// benchLeaf is benchUp as a provider adapter is: a client that emits no
+// events and says so (llm.Subscriber), so that observers subscribe at
+// construction.
+type benchLeaf struct{}
+
+func (benchLeaf) Generate(context.Context, *llm.Request) (*llm.Response, error) { return okResp, nil }
+func (benchLeaf) Subscribe(llm.Observer) bool                                   { return true }
+
 func BenchmarkPrometheus(b *testing.B) {
+	// events: the default, over an adapter-like client: the observer is
+	// subscribed once, at construction.
 	b.Run("events", func(b *testing.B) {
+		benchClient(b, must(metrics.Prometheus(prometheus.NewRegistry(), metrics.WithModels("gpt-a")))(benchLeaf{}))
+	})
+	// events-clientfunc: over an opaque ClientFunc, which refuses the
+	// subscription, so each call registers the observer on its context.
+	b.Run("events-clientfunc", func(b *testing.B) {
 		benchClient(b, must(metrics.Prometheus(prometheus.NewRegistry(), metrics.WithModels("gpt-a")))(benchUp))
 	})
 	b.Run("no-events", func(b *testing.B) {

@@ -160,11 +160,13 @@ func WithExemplars(on bool) PromOption {
 	return promOptionFunc(func(c *promConfig) { c.exemplars = on })
 }
 
-// WithEvents turns the subscription to llm events on or off. Default on:
-// each call registers an observer with llm.WithObserver, which costs one
-// allocation, so that retries, cache results, breaker changes, fallbacks,
-// limiter rejections and per-attempt calls are counted. Turn it off when
-// no decorator inside emits events (the call then allocates nothing).
+// WithEvents turns the subscription to llm events on or off. Default on,
+// so that retries, cache results, breaker changes, fallbacks, limiter
+// rejections and per-attempt calls are counted. The middleware subscribes
+// once, when it wraps its client (llm.Subscribe); over a chain that
+// refuses (one ending in a ClientFunc) each call registers the observer
+// with llm.WithObserver instead, at one allocation per call. Turning
+// events off saves that allocation where no decorator inside emits.
 func WithEvents(on bool) PromOption {
 	return promOptionFunc(func(c *promConfig) { c.events = on })
 }

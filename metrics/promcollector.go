@@ -39,6 +39,13 @@ type promCollector struct {
 	// implement the sparse buckets: a slower path, chosen at construction.
 	nativeDur, nativeTTFT *prometheus.HistogramVec
 
+	// brkNames bounds the breaker names; brkSlots caches their gauges.
+	brkNames *labelSet
+	brkSlots []atomic.Pointer[gaugeSeries]
+	// sawAttempt turns true the first time a subscribed observer of this
+	// collector hears an EventAttempt (see promClient.static).
+	sawAttempt atomic.Bool
+
 	mu       sync.Mutex
 	pairs    map[[2]string]*pairSeries // by exported label values
 	pairList []*pairSeries             // in creation order, for Collect
@@ -316,6 +323,8 @@ func newPromCollector(cfg *promConfig) *promCollector {
 		events:        make([]atomic.Uint64, numShards*evStride),
 		fallbackN:     make([]atomic.Uint64, len(llm.Kinds())),
 	}
+	c.brkNames = newLabelSet(nil, maxBreakers, "default")
+	c.brkSlots = make([]atomic.Pointer[gaugeSeries], c.brkNames.size)
 	c.durUpper, c.durBounds = upperBounds(cfg.durBuckets)
 	c.ttftUpper, c.ttftBounds = upperBounds(cfg.ttftBuckets)
 	c.lay = newCellLayout(len(c.durBounds), len(c.ttftBounds))

@@ -54,14 +54,14 @@ var (
 
 // prom is the state of one Prometheus middleware: its label sets and the
 // series it resolved in the (possibly shared) collector. It is also the
-// llm.Observer the calls register.
+// llm.Observer the calls register when the chain inside refuses a
+// subscription.
 type prom struct {
 	cfg promConfig
 	c   *promCollector
 
-	endpoints, models, breakers *labelSet
-	pairs                       []atomic.Pointer[pairSeries] // by endpoint index × models.size + model index
-	breakerSlots                []atomic.Pointer[gaugeSeries]
+	endpoints, models *labelSet
+	pairs             []atomic.Pointer[pairSeries] // by endpoint index × models.size + model index
 
 	// sawAttempt turns true the first time an EventAttempt arrives: from
 	// then on a resilience layer is counting attempts and the middleware
@@ -88,7 +88,12 @@ func Prometheus(reg prometheus.Registerer, opts ...PromOption) (llm.Middleware, 
 	if err != nil {
 		return nil, err
 	}
-	return func(next llm.Client) llm.Client { return &promClient{p: p, next: next} }, nil
+	return func(next llm.Client) llm.Client {
+		// Subscribe once if the chain inside can deliver every event
+		// without the call's context; otherwise each call registers p.
+		static := p.cfg.events && llm.Subscribe(next, promEvents{p.c})
+		return &promClient{p: p, next: next, static: static}
+	}, nil
 }
 
 func newProm(reg prometheus.Registerer, opts ...PromOption) (*prom, error) {
@@ -123,9 +128,7 @@ func newProm(reg prometheus.Registerer, opts ...PromOption) (*prom, error) {
 	p := &prom{cfg: cfg, c: pc}
 	p.endpoints = newLabelSet(cfg.endpoints, cfg.maxEndpoints, "none")
 	p.models = newLabelSet(cfg.models, cfg.maxModels, "default")
-	p.breakers = newLabelSet(nil, maxBreakers, "default")
 	p.pairs = make([]atomic.Pointer[pairSeries], p.endpoints.size*p.models.size)
-	p.breakerSlots = make([]atomic.Pointer[gaugeSeries], p.breakers.size)
 	return p, nil
 }
 
@@ -157,14 +160,33 @@ func (p *prom) pair(endpoint, model string) *pairSeries {
 	return slot.Load()
 }
 
-// Observe counts the events of the decorators inside the middleware.
+// Observe counts the events of the decorators inside the middleware, as
+// the observer registered on each call's context when the chain inside
+// refused a subscription.
 func (p *prom) Observe(_ context.Context, ev llm.Event) {
-	c := p.c
+	if ev.Kind == llm.EventAttempt && !p.sawAttempt.Load() {
+		p.sawAttempt.Store(true)
+	}
+	p.c.observe(ev)
+}
+
+// promEvents is the observer a Prometheus middleware subscribes at
+// construction. It is a comparable value naming the collector, so that
+// every middleware built on one registry subscribes the same observer and
+// a client they share delivers each event once.
+type promEvents struct{ c *promCollector }
+
+func (o promEvents) Observe(_ context.Context, ev llm.Event) {
+	if ev.Kind == llm.EventAttempt && !o.c.sawAttempt.Load() {
+		o.c.sawAttempt.Store(true)
+	}
+	o.c.observe(ev)
+}
+
+// observe counts one event.
+func (c *promCollector) observe(ev llm.Event) {
 	switch ev.Kind {
 	case llm.EventAttempt:
-		if !p.sawAttempt.Load() {
-			p.sawAttempt.Store(true)
-		}
 		c.eventShard()[statusIndex(ev.Err)].Add(1)
 	case llm.EventRetry:
 		c.retryN.Add(1)
@@ -179,11 +201,11 @@ func (p *prom) Observe(_ context.Context, ev llm.Event) {
 	case llm.EventCacheError:
 		c.eventShard()[evCache+4].Add(1)
 	case llm.EventBreakerState:
-		i := p.breakers.lookup(ev.Source)
-		slot := &p.breakerSlots[i]
+		i := c.brkNames.lookup(ev.Source)
+		slot := &c.brkSlots[i]
 		g := slot.Load()
 		if g == nil {
-			slot.CompareAndSwap(nil, c.breakerGauge(p.breakers.name(i)))
+			slot.CompareAndSwap(nil, c.breakerGauge(c.brkNames.name(i)))
 			g = slot.Load()
 		}
 		g.store(int64(ev.State))
@@ -218,7 +240,13 @@ func (p *prom) setQuota(q *llm.Quota) {
 type promClient struct {
 	p    *prom
 	next llm.Client
+	// static says the collector's observer is subscribed to next: calls
+	// register nothing on their context.
+	static bool
 }
+
+// Subscribe forwards to the wrapped client: the middleware emits nothing.
+func (c *promClient) Subscribe(o llm.Observer) bool { return llm.Subscribe(c.next, o) }
 
 // Generate records the call.
 func (c *promClient) Generate(ctx context.Context, req *llm.Request) (resp *llm.Response, err error) {
@@ -236,7 +264,7 @@ func (c *promClient) Generate(ctx context.Context, req *llm.Request) (resp *llm.
 	if p.cfg.exemplars {
 		sc = trace.SpanContextFromContext(ctx)
 	}
-	if p.cfg.events {
+	if p.cfg.events && !c.static {
 		ctx = llm.WithObserver(ctx, p)
 	}
 	finished := false
@@ -271,7 +299,7 @@ func (c *promClient) Generate(ctx context.Context, req *llm.Request) (resp *llm.
 			p.nativeTTFT(ps).Observe(st.ttft.Seconds())
 		}
 	}
-	if !p.sawAttempt.Load() && (err != nil || !resp.Cached) {
+	if !p.sawAttempt.Load() && !(c.static && pc.sawAttempt.Load()) && (err != nil || !resp.Cached) {
 		// No resilience layer reports attempts: this call was one.
 		cells[pc.lay.callCell(status)].Add(1)
 	}

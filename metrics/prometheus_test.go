@@ -21,6 +21,7 @@ import (
 	"github.com/llmkit/llmkit/llm"
 	"github.com/llmkit/llmkit/llm/llmtest"
 	"github.com/llmkit/llmkit/metrics"
+	"github.com/llmkit/llmkit/resilience"
 )
 
 func TestPrometheusConformance(t *testing.T) {
@@ -431,8 +432,56 @@ func TestPrometheusAllocs(t *testing.T) {
 	}
 	withEvents := must(metrics.Prometheus(reg))(up)
 	if n := testing.AllocsPerRun(1000, func() { _, _ = withEvents.Generate(ctx, req) }); n != 1 {
-		t.Errorf("with events: %v allocs per call, want exactly 1 (llm.WithObserver)", n)
+		t.Errorf("with events over a ClientFunc: %v allocs per call, want exactly 1 (llm.WithObserver)", n)
 	}
+	// Over a chain that accepts a subscription (an adapter, resilience
+	// over one), the observer is subscribed once and a call allocates
+	// nothing.
+	subscribed := must(metrics.Prometheus(reg))(benchLeaf{})
+	if n := testing.AllocsPerRun(1000, func() { _, _ = subscribed.Generate(ctx, req) }); n != 0 {
+		t.Errorf("with events over a subscribing chain: %v allocs per call, want 0", n)
+	}
+}
+
+// Over resilience, the middleware subscribes at construction: events are
+// counted with nothing on the call's context, and two middlewares built
+// separately on one registry around one shared client count each event
+// once.
+func TestPrometheusSubscribes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		leaf := &observedLeaf{Fake: llmtest.Fake{Steps: []llmtest.Step{
+			{Err: &llm.Error{Kind: llm.KindUnavailable, Status: 503}},
+			{Response: okResp},
+			{Response: okResp},
+		}}}
+		shared := must(resilience.New(resilience.Config{Retry: &resilience.RetryConfig{MaxAttempts: 2, NoJitter: true}}))(leaf)
+		a := must(metrics.Prometheus(reg, metrics.WithModels("m")))(shared)
+		b := must(metrics.Prometheus(reg, metrics.WithModels("m")))(shared)
+		for _, c := range []llm.Client{a, b} {
+			if _, err := c.Generate(context.Background(), &llm.Request{Model: "m", Endpoint: "e"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if leaf.sawObserver {
+			t.Fatal("a call carried an observer on its context though the chain accepted the subscription")
+		}
+		want := `
+# HELP llm_provider_calls_total Provider attempts (retries and hedges included) by outcome.
+# TYPE llm_provider_calls_total counter
+llm_provider_calls_total{status="ok"} 2
+llm_provider_calls_total{status="unavailable"} 1
+# HELP llm_requests_total LLM calls by final outcome: status is ok or the error kind.
+# TYPE llm_requests_total counter
+llm_requests_total{endpoint="e",model="m",status="ok"} 2
+# HELP llm_retries_total Retries scheduled.
+# TYPE llm_retries_total counter
+llm_retries_total 1
+`
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "llm_provider_calls_total", "llm_requests_total", "llm_retries_total"); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 var okResp = &llm.Response{Text: "ok", Model: "m", Usage: llm.Usage{InputTokens: 3, OutputTokens: 2}}
