@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	mathbits "math/bits"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,16 +35,59 @@ type Cache struct {
 	anchor atomic.Pointer[anchor]
 }
 
-// flightShards is the number of flight map shards: enough that misses on
+// flightShards is the number of flight shards: enough that misses on
 // different keys rarely share a lock on any plausible core count.
 const flightShards = 64
 
-// flightShard is one lock and map of in-flight calls, padded to its own
-// cache line so that neighbouring shards' locks do not false-share.
+// flightSlots is the number of flights a shard holds in its slots before it
+// puts more in its overflow map.
+const flightSlots = 8
+
+// flightShard is one lock and registry of in-flight calls, padded to whole
+// cache lines so that neighbouring shards' locks do not false-share.
+//
+// A flight lives in a slot (used says which are taken) while there is
+// one; beyond flightSlots at once, in the map. Registering and removing a
+// key in a slot is a scan of at most flightSlots keys under the lock, no
+// hashing and no map bookkeeping; 64 shards of 8 slots hold 512 calls in
+// flight (spread by a digest byte) before any goes to a map.
 type flightShard struct {
-	mu sync.Mutex
-	m  map[Key]*flight
-	_  [64 - 16]byte
+	mu   sync.Mutex
+	used uint8
+	keys [flightSlots]Key
+	fs   [flightSlots]*flight
+	m    map[Key]*flight // made when the slots are first full
+	_    [320 - 8 - 8 - flightSlots*32 - 8]byte
+}
+
+// find returns the flight registered for key and where: a slot index, or
+// -1 with ok when it is in the map. s.mu is held.
+func (s *flightShard) find(key Key) (f *flight, slot int, ok bool) {
+	for bits := s.used; bits != 0; bits &= bits - 1 {
+		i := mathbits.TrailingZeros8(bits)
+		if s.keys[i] == key {
+			return s.fs[i], i, true
+		}
+	}
+	if len(s.m) > 0 {
+		f, ok = s.m[key]
+	}
+	return f, -1, ok
+}
+
+// register records key as in the air with flight f (nil: nobody waits
+// yet). key is not registered; s.mu is held.
+func (s *flightShard) register(key Key, f *flight) {
+	if free := ^s.used; free != 0 {
+		i := mathbits.TrailingZeros8(free)
+		s.used |= 1 << i
+		s.keys[i], s.fs[i] = key, f
+		return
+	}
+	if s.m == nil {
+		s.m = make(map[Key]*flight)
+	}
+	s.m[key] = f
 }
 
 // shard returns the flight shard of key. It uses a digest byte ristretto
@@ -70,9 +114,6 @@ func New(store Store, opts ...Option) (*Cache, error) {
 	c := &Cache{store: store, source: store.Name(), cfg: cfg}
 	c.owned, _ = store.(ownedSetter)
 	c.local, _ = store.(entryGetter)
-	for i := range c.flights {
-		c.flights[i].m = make(map[Key]*flight)
-	}
 	return c, nil
 }
 
@@ -197,9 +238,9 @@ func replay(stream func(llm.Chunk) error, text string, size int) error {
 
 // flight is one provider call that identical concurrent misses wait for.
 //
-// A leader registers its key in its shard's map with a nil *flight, which
-// costs no allocation; the first follower makes the flight and puts it in
-// the map. So a miss nobody joins allocates nothing to coalesce.
+// A leader registers its key in its shard with a nil *flight, which costs
+// no allocation; the first follower makes the flight and puts it in the
+// leader's slot. So a miss nobody joins allocates nothing to coalesce.
 type flight struct {
 	// done is closed when the flight lands.
 	done chan struct{}
@@ -220,15 +261,19 @@ func (cl *client) coalesced(ctx context.Context, req *llm.Request, key Key) (*ll
 	s := c.shard(key)
 	for {
 		s.mu.Lock()
-		f, ok := s.m[key]
+		f, slot, ok := s.find(key)
 		if !ok {
-			s.m[key] = nil // in the air, nobody waiting yet
+			s.register(key, nil) // in the air, nobody waiting yet
 			s.mu.Unlock()
 			return cl.call(ctx, req, key, s)
 		}
 		if f == nil {
 			f = &flight{done: make(chan struct{})}
-			s.m[key] = f
+			if slot >= 0 {
+				s.fs[slot] = f
+			} else {
+				s.m[key] = f
+			}
 		}
 		s.mu.Unlock()
 		c.emit(ctx, llm.EventCacheCoalesced, req, nil)
@@ -299,8 +344,13 @@ func (cl *client) call(ctx context.Context, req *llm.Request, key Key, s *flight
 // answer was not stored), err or retry.
 func (c *Cache) land(s *flightShard, key Key, resp, shared *llm.Response, err error, retry bool) {
 	s.mu.Lock()
-	f := s.m[key] // the leader's own entry: only the leader removes it
-	delete(s.m, key)
+	f, slot, _ := s.find(key) // the leader's own entry: only the leader removes it
+	if slot >= 0 {
+		s.used &^= 1 << slot
+		s.fs[slot] = nil
+	} else {
+		delete(s.m, key)
+	}
 	s.mu.Unlock()
 	if f == nil {
 		return // nobody joined
@@ -309,7 +359,7 @@ func (c *Cache) land(s *flightShard, key Key, resp, shared *llm.Response, err er
 		shared = sharedCopy(resp)
 	}
 	// Followers read the outcome after done closes; no later miss can find
-	// f, since it has left the map.
+	// f, since it has left the shard.
 	f.resp, f.err, f.retry = shared, err, retry
 	close(f.done)
 }
@@ -328,12 +378,12 @@ func copyShared(dst, resp *llm.Response) {
 	dst.Cached, dst.Quota, dst.Attempts = false, nil, 0
 }
 
-// ownedSetter is a Store that can store the answer in an allocation of its
-// own, copying resp into it, and returns the copy it stored (nil when it
-// skipped the answer). Ristretto is one: the entry and its answer then
-// cost one allocation, not two.
+// ownedSetter is a Store that keeps its own copy of an answer without the
+// caller making one: it copies resp (its stored form) into storage it
+// made in advance and makes the entry later, off the caller's path, with
+// deadlines ttl and ttl + grace from then. Ristretto is one.
 type ownedSetter interface {
-	setOwned(key Key, resp *llm.Response, expires, staleUntil time.Time, ttl time.Duration) *llm.Response
+	setOwned(key Key, resp *llm.Response, ttl, grace time.Duration)
 }
 
 // entryGetter is an in-process Store that returns its entry for key in
@@ -350,14 +400,16 @@ func (c *Cache) keep(ctx context.Context, req *llm.Request, key Key, resp *llm.R
 	if req.Cache&llm.CacheSkipStore != 0 || resp.Degraded || !c.cfg.storable(resp) {
 		return nil
 	}
+	if c.owned != nil {
+		// The store copies the answer into its buffer; followers, if any,
+		// get a copy land makes.
+		c.owned.setOwned(key, resp, c.cfg.ttl, c.cfg.grace)
+		c.emit(ctx, llm.EventCacheStore, req, nil)
+		return nil
+	}
 	now := c.now()
 	life := c.cfg.ttl + c.cfg.grace
 	expires, staleUntil := now.Add(c.cfg.ttl), now.Add(life)
-	if c.owned != nil {
-		shared := c.owned.setOwned(key, resp, expires, staleUntil, life)
-		c.emit(ctx, llm.EventCacheStore, req, nil)
-		return shared
-	}
 	shared := sharedCopy(resp)
 	if err := c.store.Set(ctx, key, Entry{Response: shared, Expires: expires, StaleUntil: staleUntil}, life); err != nil {
 		c.emit(ctx, llm.EventCacheError, req, err)

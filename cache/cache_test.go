@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -390,16 +391,18 @@ func TestHitAllocs(t *testing.T) {
 }
 
 func TestFlightShardFillsACacheLine(t *testing.T) {
-	if n := unsafe.Sizeof(flightShard{}); n != 64 {
-		t.Fatalf("flightShard is %d bytes, want 64: neighbouring shards' locks would share a cache line", n)
+	if n := unsafe.Sizeof(flightShard{}); n%64 != 0 {
+		t.Fatalf("flightShard is %d bytes, not whole cache lines: neighbouring shards' locks would share one", n)
 	}
 }
 
 // TestMissAllocs pins what a miss allocates besides the wrapped client's
-// own answer: the stored entry (one allocation holding the item and the
-// answer's copy) and ristretto's own buffered item, or the stored copy
-// alone over any other store; nothing at all when the answer is not stored
-// and nobody joins the flight.
+// own answer. On the caller's path: nothing when the store is a Ristretto
+// (the answer is copied into the store's buffer), the stored copy over any
+// other store, nothing when the answer is not stored and nobody joins the
+// flight. The Ristretto store then makes two allocations per set on its
+// own goroutine (the item holding the entry and the answer's copy, and
+// ristretto's buffered item), pinned as the whole cost of a miss.
 func TestMissAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation budgets are checked without -race (sync.Pool drops items under it)")
@@ -407,21 +410,23 @@ func TestMissAllocs(t *testing.T) {
 	answer := &llm.Response{Text: "Paris.", FinishReason: llm.FinishStop}
 	next := llm.ClientFunc(func(context.Context, *llm.Request) (*llm.Response, error) { return answer, nil })
 	for _, tc := range []struct {
-		name    string
-		generic bool // a Store without Ristretto's shortcuts
-		opts    []Option
-		want    float64
+		name      string
+		generic   bool // a Store without Ristretto's shortcuts
+		opts      []Option
+		want      float64 // on the caller's path
+		wantTotal float64 // with the store's goroutine's (Ristretto only)
 	}{
-		{"stored", false, nil, 2},
-		{"stored-nocoalesce", false, []Option{WithoutCoalescing()}, 2},
-		{"not-stored", false, []Option{WithStoreIf(func(*llm.Response) bool { return false })}, 0},
-		{"not-stored-nocoalesce", false, []Option{WithoutCoalescing(), WithStoreIf(func(*llm.Response) bool { return false })}, 0},
+		{"stored", false, nil, 0, 2},
+		{"stored-nocoalesce", false, []Option{WithoutCoalescing()}, 0, 2},
+		{"not-stored", false, []Option{WithStoreIf(func(*llm.Response) bool { return false })}, 0, 0},
+		{"not-stored-nocoalesce", false, []Option{WithoutCoalescing(), WithStoreIf(func(*llm.Response) bool { return false })}, 0, 0},
 		// Any other store: the stored copy is the one allocation.
-		{"generic-store", true, nil, 1},
+		{"generic-store", true, nil, 1, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// Each entry costs more than the store holds: every call misses.
-			var st Store = newRistrettoT(t, RistrettoConfig{MaxCost: 1, MaxItemBytes: 1 << 20})
+			rs := newRistrettoT(t, RistrettoConfig{MaxCost: 1, MaxItemBytes: 1 << 20})
+			var st Store = rs
 			if tc.generic {
 				st = discardStore{}
 			}
@@ -432,18 +437,54 @@ func TestMissAllocs(t *testing.T) {
 			c := mw(next)
 			req := benchReq()
 			ctx := context.Background()
-			n := testing.AllocsPerRun(200, func() {
+			miss := func() {
 				req.MaxTokens++ // a new key every call
 				resp, err := c.Generate(ctx, req)
 				if err != nil || resp != answer {
 					t.Fatalf("miss = %p, %v; want the wrapped client's answer", resp, err)
 				}
-			})
-			t.Logf("a miss allocates %v times", n)
+			}
+			// The caller's path alone: the store's goroutine is held off
+			// (200 sets fit its buffer).
+			resume := pauseDrainer(rs)
+			n := testing.AllocsPerRun(200, miss)
+			resume()
+			rs.Wait()
+			t.Logf("a miss allocates %v times on the caller's path", n)
 			if n > tc.want {
-				t.Fatalf("a miss allocates %v times, want at most %v", n, tc.want)
+				t.Fatalf("a miss allocates %v times on the caller's path, want at most %v", n, tc.want)
+			}
+			// Everything, the store's goroutine included: Wait applies
+			// the buffer (its own allocations are counted apart).
+			const runs = 200
+			waitAllocs := testing.AllocsPerRun(10, rs.Wait)
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			for range runs {
+				miss()
+			}
+			rs.Wait()
+			runtime.ReadMemStats(&after)
+			total := (float64(after.Mallocs-before.Mallocs) - waitAllocs) / runs
+			t.Logf("a miss allocates %.2f times in all", total)
+			if total > tc.wantTotal+0.05 {
+				t.Fatalf("a miss allocates %.2f times in all, want at most %v", total, tc.wantTotal)
 			}
 		})
+	}
+}
+
+// pauseDrainer holds r's buffer drainer off (it waits for each shard) and
+// returns the function that lets it go. Sets are buffered meanwhile; a set
+// that finds its shard full would wait too.
+func pauseDrainer(r *Ristretto) (resume func()) {
+	for i := range r.buf.shards {
+		r.buf.shards[i].applying.Lock()
+	}
+	return func() {
+		for i := range r.buf.shards {
+			r.buf.shards[i].applying.Unlock()
+		}
 	}
 }
 

@@ -3,8 +3,10 @@ package cache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -318,10 +320,74 @@ func TestFlightsLeaveNoTrace(t *testing.T) {
 		if _, err := cl.Generate(context.Background(), det("alone")); err != nil {
 			t.Fatal(err)
 		}
-		for i := range c.flights {
-			if n := len(c.flights[i].m); n != 0 {
-				t.Fatalf("flight shard %d still holds %d keys after every call returned", i, n)
+		checkNoFlights(t, c)
+	})
+}
+
+// checkNoFlights fails unless every flight shard of c is empty.
+func checkNoFlights(t *testing.T, c *Cache) {
+	t.Helper()
+	for i := range c.flights {
+		s := &c.flights[i]
+		s.mu.Lock()
+		used, inMap := s.used, len(s.m)
+		s.mu.Unlock()
+		if used != 0 || inMap != 0 {
+			t.Fatalf("flight shard %d still holds keys (slots %08b, %d in its map) after every call returned", i, used, inMap)
+		}
+	}
+}
+
+// TestFlightsOverflowTheSlots puts more keys in flight at once in one shard
+// than it has slots, so that some live in its map, and checks that every
+// key still makes exactly one upstream call for all its callers and leaves
+// nothing behind.
+func TestFlightsOverflowTheSlots(t *testing.T) {
+	// Prompts whose keys share flight shard 0.
+	var prompts []string
+	for i := 0; len(prompts) < flightSlots+4; i++ {
+		p := fmt.Sprintf("prompt %d", i)
+		if mustKey(t, det(p)).Digest[8]%flightShards == 0 {
+			prompts = append(prompts, p)
+		}
+	}
+	synctest.Test(t, func(t *testing.T) {
+		var calls sync.Map // prompt -> *atomic.Int32
+		up := llm.ClientFunc(func(ctx context.Context, req *llm.Request) (*llm.Response, error) {
+			n, _ := calls.LoadOrStore(req.Messages[0].Content, new(atomic.Int32))
+			n.(*atomic.Int32).Add(1)
+			time.Sleep(time.Second)
+			return &llm.Response{Text: req.Messages[0].Content, FinishReason: llm.FinishStop}, nil
+		})
+		c, err := New(newMapStore())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl := c.Middleware()(up)
+		var waits []func() []result
+		for _, p := range prompts {
+			waits = append(waits, fire(context.Background(), cl, p, 3))
+		}
+		synctest.Wait() // every caller is in the air or waiting
+		s := &c.flights[0]
+		s.mu.Lock()
+		used, inMap := s.used, len(s.m)
+		s.mu.Unlock()
+		if used != 1<<flightSlots-1 || inMap != len(prompts)-flightSlots {
+			t.Fatalf("shard 0 holds slots %08b and %d in its map, want all %d slots and %d", used, inMap, flightSlots, len(prompts)-flightSlots)
+		}
+		for i, wait := range waits {
+			for _, r := range wait() {
+				if r.err != nil || r.resp.Text != prompts[i] {
+					t.Fatalf("%q: %+v, %v", prompts[i], r.resp, r.err)
+				}
 			}
 		}
+		for _, p := range prompts {
+			if n, _ := calls.Load(p); n.(*atomic.Int32).Load() != 1 {
+				t.Fatalf("%q made %d upstream calls, want 1", p, n.(*atomic.Int32).Load())
+			}
+		}
+		checkNoFlights(t, c)
 	})
 }
