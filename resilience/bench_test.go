@@ -59,9 +59,12 @@ func BenchmarkPolicies(b *testing.B) {
 	}
 }
 
-// The whole set's success path stays within its allocation budget.
+// The success path allocates what it allocates today and no more: the
+// issue's budget is 8 for the whole set, but the pins are the measured
+// counts (the 4 of the timer context behind the timeouts), so that a
+// regression, such as per-call state escaping to the heap, fails here.
 func TestAllocsPerCall(t *testing.T) {
-	budgets := map[string]float64{"Default": 8, "All": 8, "Retry": 1, "Breaker": 1, "Fallback": 1, "Bulkhead": 1, "RateLimit": 1}
+	budgets := map[string]float64{"Default": 4, "All": 4, "Retry": 0, "Breaker": 0, "Fallback": 0, "Bulkhead": 0, "RateLimit": 0}
 	for name, limit := range budgets {
 		mw, err := benchConfigs()[name]()
 		if err != nil {

@@ -87,6 +87,7 @@ type hedgeChunk struct {
 func (st *call) hedged(actx context.Context) (*llm.Response, error) {
 	h := st.c.hedge
 	ctx, orig, next, tr, bud := st.ctx, st.orig, st.c.next, st.tr, st.c.budget
+	obs := &st.c.obs // not st: the goroutines must not capture it, or every call's st escapes
 	results := make(chan hedgeResult, h.max+1)
 	cancels := make([]context.CancelFunc, 0, h.max+1)
 	replies := make([]chan error, h.max+1)
@@ -132,7 +133,7 @@ func (st *call) hedged(actx context.Context) (*llm.Response, error) {
 			}()
 			r.resp, r.err = next.Generate(cctx, req)
 			r.dur = time.Since(t0)
-			st.c.obs.Emit(ctx, llm.Event{Kind: llm.EventAttempt, Request: orig, Attempt: num, Duration: r.dur, Err: r.err})
+			obs.Emit(ctx, llm.Event{Kind: llm.EventAttempt, Request: orig, Attempt: num, Duration: r.dur, Err: r.err})
 		}()
 	}
 	cancelAll := func(keep int) {
@@ -200,14 +201,14 @@ func (st *call) hedged(actx context.Context) (*llm.Response, error) {
 			idx := hedges + 1
 			if bud != nil {
 				if !bud.TryAcquirePermit() {
-					reject(ctx, &st.c.obs, "budget", lastErr)
+					reject(ctx, obs, "budget", lastErr)
 					continue
 				}
 				hedgeHeld[idx] = true
 			}
 			hedges++
 			st.attempts++
-			st.c.obs.Emit(ctx, llm.Event{Kind: llm.EventHedge, Request: orig, Attempt: st.attempts})
+			obs.Emit(ctx, llm.Event{Kind: llm.EventHedge, Request: orig, Attempt: st.attempts})
 			launch(idx, st.attempts)
 			outstanding++
 			if hedges < h.max {
