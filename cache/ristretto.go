@@ -17,7 +17,9 @@ import (
 type RistrettoConfig struct {
 	// MaxCost bounds the bytes the store holds (answers' text and
 	// metadata, plus ristretto's own per-item overhead unless
-	// IgnoreInternalCost). Default 64 MiB.
+	// IgnoreInternalCost). Default 64 MiB. Answers waiting in the store's
+	// write buffer, at most MaxCost/8 (or 512 KiB), come on top while they
+	// wait.
 	MaxCost int64
 	// MaxItemBytes is the largest answer stored; bigger ones are skipped.
 	// Default MaxCost/16, so that one answer never evicts most others.
