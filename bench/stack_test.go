@@ -26,7 +26,18 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 var answer = &llm.Response{Text: "ok", Model: "m", FinishReason: llm.FinishStop,
 	Usage: llm.Usage{InputTokens: 10, OutputTokens: 2}}
 
-var instant = llm.ClientFunc(func(context.Context, *llm.Request) (*llm.Response, error) { return answer, nil })
+// instantProvider answers at once with the canned answer. Like the
+// adapters, it emits no events and says so (llm.Subscriber), so the
+// observers that can subscribe at construction do, as over a real
+// provider.
+type instantProvider struct{}
+
+func (instantProvider) Generate(context.Context, *llm.Request) (*llm.Response, error) {
+	return answer, nil
+}
+func (instantProvider) Subscribe(llm.Observer) bool { return true }
+
+var instant llm.Client = instantProvider{}
 
 // stack builds the recommended stack (DESIGN.md) around instant:
 // OTel → Prometheus → Log → pprof labels → cache → resilience → provider,
@@ -218,7 +229,7 @@ func BenchmarkLayers(b *testing.B) {
 		{"otel", must(metrics.OTel())},
 	}
 	req := request(0)
-	client := llm.Client(instant)
+	client := instant
 	b.Run("0-provider", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {

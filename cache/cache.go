@@ -33,6 +33,9 @@ type Cache struct {
 	local entryGetter
 	// anchor is the last full clock reading; see now.
 	anchor atomic.Pointer[anchor]
+	// obs are the observers subscribed at construction through any of
+	// the clients this Cache wraps (see client.Subscribe).
+	obs llm.Observers
 }
 
 // flightShards is the number of flight shards: enough that misses on
@@ -147,7 +150,29 @@ func (c *Cache) cacheable(req *llm.Request) bool {
 }
 
 func (c *Cache) emit(ctx context.Context, kind llm.EventKind, req *llm.Request, err error) {
-	llm.Emit(ctx, llm.Event{Kind: kind, Request: req, Source: c.source, Err: err})
+	c.obs.Emit(ctx, llm.Event{Kind: kind, Request: req, Source: c.source, Err: err})
+}
+
+// storeSubscriber is a Store that emits events of its own (Redis: errors
+// of its background writes, its breaker's state changes) and can deliver
+// them to observers subscribed at construction.
+type storeSubscriber interface {
+	subscribe(o llm.Observer)
+}
+
+// Subscribe subscribes o to the cache's events, and its store's, once the
+// wrapped client accepts it too (see llm.Subscriber). The observers belong
+// to the Cache: a Cache shared by several wrapped clients reports the
+// events of all their calls to each.
+func (cl *client) Subscribe(o llm.Observer) bool {
+	if !llm.Subscribe(cl.next, o) {
+		return false
+	}
+	cl.c.obs.Add(o)
+	if s, ok := cl.c.store.(storeSubscriber); ok {
+		s.subscribe(o)
+	}
+	return true
 }
 
 // Generate serves req from the cache or calls the wrapped client.

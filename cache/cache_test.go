@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"maps"
 	"runtime"
 	"strings"
 	"sync"
@@ -514,4 +515,35 @@ func TestNowReadsOneClockAndReanchors(t *testing.T) {
 			t.Fatal("an anchor older than anchorAge was kept")
 		}
 	})
+}
+
+// Subscribed at construction, an observer hears the cache's hits, misses
+// and stores as one on the call's context does; through an opaque client
+// the subscription is refused and nothing is added.
+func TestSubscribe(t *testing.T) {
+	up := &llmtest.Fake{Default: llmtest.Step{Text: "answer"}}
+	c, st, ctx, rec := setup(t, up)
+	sub := newRecorder()
+	if !llm.Subscribe(c, sub) {
+		t.Fatal("cache over a Fake refused the subscription")
+	}
+	for range 3 {
+		if _, err := c.Generate(ctx, det("q")); err != nil {
+			t.Fatal(err)
+		}
+		st.Wait()
+	}
+	if !maps.Equal(sub.counts, rec.counts) || sub.n(llm.EventCacheHit) != 2 || sub.n(llm.EventCacheStore) != 1 {
+		t.Fatalf("subscribed observer heard %v, the context's %v; want 1 miss, 1 store, 2 hits", sub.counts, rec.counts)
+	}
+
+	opaque, _, _, _ := setup(t, llm.ClientFunc(func(context.Context, *llm.Request) (*llm.Response, error) {
+		return &llm.Response{Text: "x"}, nil
+	}))
+	if llm.Subscribe(opaque, newRecorder()) {
+		t.Fatal("cache over a ClientFunc accepted a subscription")
+	}
+	if n := opaque.(*client).c.obs.Len(); n != 0 {
+		t.Fatalf("a refused subscription left %d observers", n)
+	}
 }

@@ -85,7 +85,13 @@ type Redis struct {
 
 	sem     chan struct{} // background write slots; nil when synchronous
 	pending sync.WaitGroup
+
+	// obs are the observers subscribed through the caches over this
+	// store: they hear its background write errors and breaker changes.
+	obs llm.Observers
 }
+
+func (r *Redis) subscribe(o llm.Observer) { r.obs.Add(o) }
 
 var _ Store = (*Redis)(nil)
 
@@ -137,20 +143,25 @@ func NewRedis(rdb redis.Cmdable, cfg RedisConfig) (*Redis, error) {
 	if cfg.Name == "" {
 		cfg.Name = "redis"
 	}
+	r := &Redis{
+		rdb: rdb, prefix: cfg.Prefix + "v1:", timeout: cfg.Timeout, maxItem: cfg.MaxItemBytes, name: cfg.Name,
+	}
 	br, err := resilience.NewBreaker(resilience.BreakerConfig{
 		Name: cfg.Name, FailureThreshold: uint(cfg.BreakerFailures), Delay: cfg.BreakerCooldown,
 		// Every store error is the store's health: there are no bad
 		// requests here, and the caller's own cancellations are never
 		// counted (Permit.Done).
 		IsFailure: func(error) bool { return true },
+		// State changes reach the observers subscribed to the store here;
+		// those on a call's context hear them from Permit.Done.
+		Observer: llm.ObserverFunc(func(_ context.Context, ev llm.Event) {
+			r.obs.Emit(context.Background(), ev)
+		}),
 	})
 	if err != nil {
 		return nil, err
 	}
-	r := &Redis{
-		rdb: rdb, prefix: cfg.Prefix + "v1:", timeout: cfg.Timeout, maxItem: cfg.MaxItemBytes, name: cfg.Name,
-		br: br,
-	}
+	r.br = br
 	if cfg.AsyncWrites > 0 {
 		r.sem = make(chan struct{}, cfg.AsyncWrites)
 	}
@@ -222,7 +233,7 @@ func (r *Redis) Set(ctx context.Context, key Key, e Entry, ttl time.Duration) er
 	go func() {
 		defer func() { <-r.sem; r.pending.Done() }()
 		if err := r.set(ctx, key, v, ttl, p); err != nil {
-			llm.Emit(ctx, llm.Event{Kind: llm.EventCacheError, Source: r.name, Err: err})
+			r.obs.Emit(ctx, llm.Event{Kind: llm.EventCacheError, Source: r.name, Err: err})
 		}
 	}()
 	return nil

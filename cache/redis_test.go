@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"regexp"
 	"strings"
@@ -127,11 +128,20 @@ func TestRedisUnreachable(t *testing.T) {
 	c := mw(up)
 	rec := newRecorder()
 	ctx := llm.WithObserver(context.Background(), rec)
+	// An observer subscribed at construction hears what the context's
+	// hears: the store's errors and its breaker's change included.
+	sub := newRecorder()
+	if !llm.Subscribe(c, sub) {
+		t.Fatal("cache over Redis over a Fake refused a subscription")
+	}
 	for i := range 20 {
 		resp, err := c.Generate(ctx, det(fmt.Sprint("q", i)))
 		if err != nil || resp.Text != "from the provider" {
 			t.Fatalf("call %d with Redis down: %+v, %v", i, resp, err)
 		}
+	}
+	if !maps.Equal(sub.counts, rec.counts) {
+		t.Fatalf("subscribed observer heard %v, the context's %v", sub.counts, rec.counts)
 	}
 	if st.BreakerState() != llm.BreakerOpen {
 		t.Fatalf("breaker %v after 20 failing calls, want open", st.BreakerState())

@@ -50,9 +50,11 @@ func (r *Request) ValidateLimits(lim Limits) error {
 	// name is remembered for after the size checks.
 	n := r.textBytes()
 	emptyExtra := false
-	for k, v := range r.Extra {
-		emptyExtra = emptyExtra || k == ""
-		n += len(k) + extraBytes(v, 0)
+	if len(r.Extra) > 0 { // ranging over even an empty map costs an iterator setup
+		for k, v := range r.Extra {
+			emptyExtra = emptyExtra || k == ""
+			n += len(k) + extraBytes(v, 0)
+		}
 	}
 	if n > lim.MaxContentBytes {
 		return BadRequest("request content too large: " + strconv.Itoa(n) + " bytes > " + strconv.Itoa(lim.MaxContentBytes))
