@@ -113,8 +113,16 @@ type client struct {
 }
 
 // Subscribe subscribes o to the events of this client's policies once
-// the wrapped client accepts it too (see llm.Subscriber).
+// the wrapped client accepts it too (see llm.Subscriber). With fallback
+// clients (FallbackConfig.Clients) it refuses: they are other clients
+// whose events only the call's context reaches, and subscribing them too
+// could not be undone if one of them refused. (Events from
+// FallbackConfig.Stale come from the Cache that serves it, which reports
+// them to the observers subscribed through its own middleware.)
 func (c *client) Subscribe(o llm.Observer) bool {
+	if c.fb != nil && len(c.fb.Clients) > 0 {
+		return false
+	}
 	if !llm.Subscribe(c.next, o) {
 		return false
 	}

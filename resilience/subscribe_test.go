@@ -91,3 +91,13 @@ func TestSubscribeRefusedOverClientFunc(t *testing.T) {
 		t.Fatal("a refused observer heard events")
 	}
 }
+
+// Fallback clients are other clients: a subscription could not reach the
+// decorators inside them, so the middleware refuses and the observer
+// stays on the context.
+func TestSubscribeRefusedWithFallbackClients(t *testing.T) {
+	c := wrap(t, Config{Fallback: &FallbackConfig{Clients: []llm.Client{&llmtest.Fake{}}}}, &llmtest.Fake{})
+	if llm.Subscribe(c, &recorder{}) {
+		t.Fatal("accepted with fallback clients")
+	}
+}
