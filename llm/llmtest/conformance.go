@@ -75,6 +75,7 @@ func Run(t *testing.T, newClient Factory, opts ...Option) {
 	t.Run("RequestUnmodified", s.testRequestUnmodified)
 	t.Run("Concurrent", s.testConcurrent)
 	t.Run("CanceledBeforeCall", s.testCanceledBefore)
+	t.Run("Subscribe", s.testSubscribe)
 	if !s.standalone {
 		t.Run("CanceledDuringCall", s.testCanceledDuring)
 		if len(s.kinds) > 0 {
@@ -87,6 +88,51 @@ func Run(t *testing.T, newClient Factory, opts ...Option) {
 		if !s.standalone {
 			t.Run("StreamCut", s.testStreamCut)
 		}
+	}
+}
+
+// kindCounter counts events by kind.
+type kindCounter struct {
+	mu sync.Mutex
+	n  map[llm.EventKind]int
+}
+
+func (k *kindCounter) Observe(_ context.Context, ev llm.Event) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.n == nil {
+		k.n = map[llm.EventKind]int{}
+	}
+	k.n[ev.Kind]++
+}
+
+func (k *kindCounter) counts() string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return fmt.Sprint(k.n) // fmt sorts map keys
+}
+
+// testSubscribe: a client that implements llm.Subscriber over an upstream
+// that accepts (an llmtest.Fake does) accepts a subscription, and the
+// subscribed observer hears exactly the events an observer on the call's
+// context hears. A client that does not implement it has nothing to check.
+func (s *suite) testSubscribe(t *testing.T) {
+	c, _ := s.client(t, Step{Text: "first"}, Step{Err: &llm.Error{Kind: llm.KindUnavailable, Status: 503}})
+	if _, ok := c.(llm.Subscriber); !ok {
+		t.Log("the client does not implement llm.Subscriber")
+		return
+	}
+	sub := &kindCounter{}
+	if !llm.Subscribe(c, sub) {
+		t.Fatal("llm.Subscribe refused, though the upstream (an llmtest.Fake) accepts")
+	}
+	viaCtx := &kindCounter{}
+	ctx := llm.WithObserver(context.Background(), viaCtx)
+	for range 3 { // an answer, a failure (or a cache hit), then the default
+		_, _ = c.Generate(ctx, prompt(t))
+	}
+	if got, want := sub.counts(), viaCtx.counts(); got != want {
+		t.Fatalf("the subscribed observer heard %s, the context's %s", got, want)
 	}
 }
 
