@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"math"
+	"slices"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -34,6 +35,10 @@ type promCollector struct {
 	durUpper   []float64 // the same bounds as exported, in seconds
 	ttftUpper  []float64
 	created    time.Time
+
+	// nativeFactor is the WithNativeHistograms factor the collector was
+	// built with (0: classic buckets only).
+	nativeFactor float64
 
 	// The native-histogram mode keeps client_golang's histograms, which
 	// implement the sparse buckets: a slower path, chosen at construction.
@@ -331,6 +336,7 @@ func newPromCollector(cfg *promConfig) *promCollector {
 	for i, k := range quotaKinds {
 		c.quotaG[i].name = k
 	}
+	c.nativeFactor = cfg.nativeFactor
 	if cfg.nativeFactor > 0 {
 		hist := func(name, help string, buckets []float64) *prometheus.HistogramVec {
 			return prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -344,6 +350,15 @@ func newPromCollector(cfg *promConfig) *promCollector {
 		c.nativeTTFT = hist("time_to_first_token_seconds", "Time from the start of a streamed call to its first chunk.", cfg.ttftBuckets)
 	}
 	return c
+}
+
+// sameHistograms reports whether cfg asks for the histograms c exports:
+// the same buckets and the same native-histogram factor. A second
+// middleware on one registry shares c, so it must not ask for others.
+func (c *promCollector) sameHistograms(cfg *promConfig) bool {
+	dur, _ := upperBounds(cfg.durBuckets)
+	ttft, _ := upperBounds(cfg.ttftBuckets)
+	return slices.Equal(dur, c.durUpper) && slices.Equal(ttft, c.ttftUpper) && cfg.nativeFactor == c.nativeFactor
 }
 
 // series returns the pair with these exported label values, creating it.

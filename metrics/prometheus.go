@@ -75,8 +75,9 @@ var _ llm.Observer = (*prom)(nil)
 // MetricNames and docs/metrics.md) in reg. Registration is idempotent: a
 // collector already registered in reg with the same name and labels (by an
 // earlier call, say) is reused, so two middlewares built on one registry
-// share their series (and the first one's buckets). Options are validated
-// here; an invalid one is an error.
+// share their series; asking the second for other histogram buckets (or
+// another native-histogram factor) than the first is an error. Options
+// are validated here; an invalid one is an error.
 //
 // Every call counts in llm_requests_total with its final outcome (status
 // "ok" or an llm.Kind), observes its duration, and, for a stream, the time
@@ -124,6 +125,9 @@ func newProm(reg prometheus.Registerer, opts ...PromOption) (*prom, error) {
 	pc, ok := got.(*promCollector)
 	if !ok { // register checked the type; a Registerer that returns something else is broken
 		return nil, fmt.Errorf("metrics: the registered collector is a %T", got)
+	}
+	if !pc.sameHistograms(&cfg) {
+		return nil, fmt.Errorf("metrics: the %s_* collector already registered in this registry has other histogram buckets or native-histogram settings; give this middleware the same ones, or another namespace or registry", cfg.namespace)
 	}
 	p := &prom{cfg: cfg, c: pc}
 	p.endpoints = newLabelSet(cfg.endpoints, cfg.maxEndpoints, "none")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -214,6 +215,18 @@ llm_requests_total{endpoint="e",model="m",status="ok"} 2
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "llm_requests_total"); err != nil {
 		t.Fatal(err)
+	}
+	// A second middleware asking for other histograms than the registered
+	// collector exports is an error, not a silent mismatch; the same ones
+	// (spelled with a trailing +Inf) are fine.
+	if _, err := metrics.Prometheus(reg, metrics.WithDurationBuckets(1, 2, 3)); err == nil {
+		t.Error("other duration buckets on a shared registry: want an error")
+	}
+	if _, err := metrics.Prometheus(reg, metrics.WithNativeHistograms(1.1)); err == nil {
+		t.Error("native histograms on a registry whose collector has none: want an error")
+	}
+	if _, err := metrics.Prometheus(reg, metrics.WithDurationBuckets(append(slices.Clone(metrics.DefaultDurationBuckets), math.Inf(1))...)); err != nil {
+		t.Errorf("the same buckets with a trailing +Inf: %v", err)
 	}
 	// A different collector under the same name is an error, not a panic.
 	reg2 := prometheus.NewRegistry()
