@@ -210,8 +210,28 @@ func Subscribe(c Client, o Observer) bool {
 // nil *Observers is an empty set that cannot be added to. It is safe for
 // concurrent use; adding is meant for construction and copies the set.
 type Observers struct {
-	list atomic.Pointer[[]Observer]
+	list atomic.Pointer[observerList]
 	mu   sync.Mutex // serialises Add
+}
+
+// observerList is an immutable snapshot of an Observers set.
+type observerList struct {
+	all []Observer
+	// cmp are the observers of comparable types, the ones Emit can
+	// recognise when they are also registered on the call's context.
+	cmp []Observer
+}
+
+// has reports whether o is one of the comparable observers. Comparing an
+// interface with one of a comparable dynamic type never panics: values of
+// another type are simply unequal.
+func (l *observerList) has(o Observer) bool {
+	for _, x := range l.cmp {
+		if x == o {
+			return true
+		}
+	}
+	return false
 }
 
 // Add subscribes o. Adding a comparable observer that is already in the
@@ -223,20 +243,18 @@ func (s *Observers) Add(o Observer) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var old []Observer
+	var old observerList
 	if p := s.list.Load(); p != nil {
 		old = *p
 	}
-	if reflect.TypeOf(o).Comparable() {
-		for _, x := range old {
-			if reflect.TypeOf(x) == reflect.TypeOf(o) && x == o {
-				return
-			}
-		}
+	comparable := reflect.TypeOf(o).Comparable()
+	if comparable && old.has(o) {
+		return
 	}
-	l := make([]Observer, len(old), len(old)+1)
-	copy(l, old)
-	l = append(l, o)
+	l := observerList{all: append(old.all[:len(old.all):len(old.all)], o), cmp: old.cmp}
+	if comparable {
+		l.cmp = append(old.cmp[:len(old.cmp):len(old.cmp)], o)
+	}
 	s.list.Store(&l)
 }
 
@@ -246,22 +264,33 @@ func (s *Observers) Len() int {
 		return 0
 	}
 	if p := s.list.Load(); p != nil {
-		return len(*p)
+		return len(p.all)
 	}
 	return 0
 }
 
 // Emit reports ev to the subscribed observers, then, as the package-level
-// Emit does, to every observer registered under ctx.
+// Emit does, to every observer registered under ctx, except one that is
+// also subscribed here (a comparable observer that reached the call's
+// context by another path hears the event once).
 func (s *Observers) Emit(ctx context.Context, ev Event) {
+	var l *observerList
 	if s != nil {
-		if p := s.list.Load(); p != nil {
-			for _, o := range *p {
-				o.Observe(ctx, ev)
-			}
+		l = s.list.Load()
+	}
+	if l == nil {
+		Emit(ctx, ev)
+		return
+	}
+	for _, o := range l.all {
+		o.Observe(ctx, ev)
+	}
+	c, _ := ctx.Value(observerKey{}).(*observerCtx)
+	for ; c != nil; c = c.next {
+		if len(l.cmp) == 0 || !l.has(c.obs) {
+			c.obs.Observe(ctx, ev)
 		}
 	}
-	Emit(ctx, ev)
 }
 
 // Observed reports whether anybody listens: a subscribed observer, or one

@@ -127,3 +127,23 @@ func TestObserversUncomparable(t *testing.T) {
 		t.Fatal("not delivered")
 	}
 }
+
+// An observer that is both subscribed and on the call's context (it
+// reached the context by another path: a second middleware on the same
+// registry over an opaque client, say) hears each event once; other
+// context observers, uncomparable ones included, still hear it.
+func TestObserversEmitOnceToObserverAlsoOnContext(t *testing.T) {
+	var s llm.Observers
+	both := &countObserver{}
+	s.Add(both)
+	s.Add(llm.ObserverFunc(func(context.Context, llm.Event) {}))
+	other := &countObserver{}
+	funcCalls := 0
+	ctx := llm.WithObserver(context.Background(), both)
+	ctx = llm.WithObserver(ctx, other)
+	ctx = llm.WithObserver(ctx, llm.ObserverFunc(func(context.Context, llm.Event) { funcCalls++ }))
+	s.Emit(ctx, llm.Event{Kind: llm.EventRetry})
+	if both.n[llm.EventRetry] != 1 || other.n[llm.EventRetry] != 1 || funcCalls != 1 {
+		t.Fatalf("deliveries: both %d, other %d, func %d; want 1 each", both.n[llm.EventRetry], other.n[llm.EventRetry], funcCalls)
+	}
+}

@@ -47,8 +47,9 @@ type promCollector struct {
 	// brkNames bounds the breaker names; brkSlots caches their gauges.
 	brkNames *labelSet
 	brkSlots []atomic.Pointer[gaugeSeries]
-	// sawAttempt turns true the first time a subscribed observer of this
-	// collector hears an EventAttempt (see promClient.static).
+	// sawAttempt turns true the first time the collector's observer hears
+	// an EventAttempt: from then on a decorator inside reports attempts,
+	// and the middlewares stop counting each call as one provider call.
 	sawAttempt atomic.Bool
 
 	mu       sync.Mutex

@@ -53,23 +53,14 @@ var (
 )
 
 // prom is the state of one Prometheus middleware: its label sets and the
-// series it resolved in the (possibly shared) collector. It is also the
-// llm.Observer the calls register when the chain inside refuses a
-// subscription.
+// series it resolved in the (possibly shared) collector.
 type prom struct {
 	cfg promConfig
 	c   *promCollector
 
 	endpoints, models *labelSet
 	pairs             []atomic.Pointer[pairSeries] // by endpoint index × models.size + model index
-
-	// sawAttempt turns true the first time an EventAttempt arrives: from
-	// then on a resilience layer is counting attempts and the middleware
-	// stops counting each call as one.
-	sawAttempt atomic.Bool
 }
-
-var _ llm.Observer = (*prom)(nil)
 
 // Prometheus returns a middleware that records the llm_* metrics (see
 // MetricNames and docs/metrics.md) in reg. Registration is idempotent: a
@@ -164,21 +155,15 @@ func (p *prom) pair(endpoint, model string) *pairSeries {
 	return slot.Load()
 }
 
-// Observe counts the events of the decorators inside the middleware, as
-// the observer registered on each call's context when the chain inside
-// refused a subscription.
-func (p *prom) Observe(_ context.Context, ev llm.Event) {
-	if ev.Kind == llm.EventAttempt && !p.sawAttempt.Load() {
-		p.sawAttempt.Store(true)
-	}
-	p.c.observe(ev)
-}
-
-// promEvents is the observer a Prometheus middleware subscribes at
-// construction. It is a comparable value naming the collector, so that
-// every middleware built on one registry subscribes the same observer and
-// a client they share delivers each event once.
+// promEvents is the observer of a Prometheus middleware: subscribed at
+// construction, or registered on each call's context when the chain
+// inside refuses a subscription. It is a comparable value naming the
+// collector, so every middleware built on one registry has the same one,
+// and an event reaches it once even when it is both subscribed to a
+// client and on the context of a call to it (llm.Observers.Emit).
 type promEvents struct{ c *promCollector }
+
+var _ llm.Observer = promEvents{}
 
 func (o promEvents) Observe(_ context.Context, ev llm.Event) {
 	if ev.Kind == llm.EventAttempt && !o.c.sawAttempt.Load() {
@@ -269,7 +254,7 @@ func (c *promClient) Generate(ctx context.Context, req *llm.Request) (resp *llm.
 		sc = trace.SpanContextFromContext(ctx)
 	}
 	if p.cfg.events && !c.static {
-		ctx = llm.WithObserver(ctx, p)
+		ctx = llm.WithObserver(ctx, promEvents{pc})
 	}
 	finished := false
 	defer func() {
@@ -303,7 +288,7 @@ func (c *promClient) Generate(ctx context.Context, req *llm.Request) (resp *llm.
 			p.nativeTTFT(ps).Observe(st.ttft.Seconds())
 		}
 	}
-	if !p.sawAttempt.Load() && !(c.static && pc.sawAttempt.Load()) && (err != nil || !resp.Cached) {
+	if !pc.sawAttempt.Load() && (err != nil || !resp.Cached) {
 		// No resilience layer reports attempts: this call was one.
 		cells[pc.lay.callCell(status)].Add(1)
 	}

@@ -825,3 +825,35 @@ func TestPrometheusConcurrent(t *testing.T) {
 		t.Errorf("duration histograms count %d calls, want %d", histCount, total)
 	}
 }
+
+// A middleware that subscribed to a shared client and a second one on the
+// same registry that reaches it through an opaque ClientFunc (so it
+// registers on the context) count each event of a call through the second
+// once, not twice.
+func TestPrometheusSubscribedAndOnContextCountsOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		leaf := &llmtest.Fake{Steps: []llmtest.Step{{Err: &llm.Error{Kind: llm.KindUnavailable, Status: 503}}, {Response: okResp}}}
+		shared := must(resilience.New(resilience.Config{Retry: &resilience.RetryConfig{MaxAttempts: 2, NoJitter: true}}))(leaf)
+		_ = must(metrics.Prometheus(reg))(shared) // subscribes to shared
+		opaque := llm.ClientFunc(func(ctx context.Context, req *llm.Request) (*llm.Response, error) {
+			return shared.Generate(ctx, req)
+		})
+		b := must(metrics.Prometheus(reg))(opaque) // refused: on the context
+		if _, err := b.Generate(context.Background(), &llm.Request{Model: "m", Endpoint: "e"}); err != nil {
+			t.Fatal(err)
+		}
+		want := `
+# HELP llm_provider_calls_total Provider attempts (retries and hedges included) by outcome.
+# TYPE llm_provider_calls_total counter
+llm_provider_calls_total{status="ok"} 1
+llm_provider_calls_total{status="unavailable"} 1
+# HELP llm_retries_total Retries scheduled.
+# TYPE llm_retries_total counter
+llm_retries_total 1
+`
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "llm_provider_calls_total", "llm_retries_total"); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
