@@ -32,4 +32,15 @@
 // a bounded Kind. Classify with errors.Is against the sentinels
 // (ErrRateLimited, ErrTimeout, ...), with KindOf, or with Retryable; never by
 // string.
+//
+// # Events
+//
+// Decorators report what they did (attempts, retries, breaker changes,
+// cache results, fallbacks) as Events. An observer hears them either from
+// the call's context (WithObserver: per call, so it can keep per-call
+// state) or by subscribing once to the client it wraps (Subscribe: free
+// per call, for observers that only count). A decorator that emits events
+// implements Subscriber with an Observers set; one that only forwards uses
+// Decorate; a client that emits nothing implements Subscriber by returning
+// true. llmtest.Run checks that both ways hear the same events.
 package llm
