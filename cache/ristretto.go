@@ -178,14 +178,16 @@ func (r *Ristretto) setOwned(key Key, resp *llm.Response, ttl, grace time.Durati
 		return
 	}
 	s, slot := r.buf.slot(key, cost)
+	p := slot
+	if p == nil { // the shard is full: this caller applies it
+		p = new(pendingSet)
+	}
+	p.key, p.fresh, p.life, p.cost = key, ttl, ttl+grace, cost
+	copyShared(&p.resp, resp)
 	if slot == nil {
-		p := &pendingSet{key: key, fresh: ttl, life: ttl + grace, cost: cost}
-		copyShared(&p.resp, resp)
 		r.buf.overflow(s, p)
 		return
 	}
-	slot.key, slot.fresh, slot.life, slot.cost = key, ttl, ttl+grace, cost
-	copyShared(&slot.resp, resp)
 	r.buf.release(s, cost)
 }
 

@@ -168,10 +168,16 @@ func Observed(ctx context.Context) bool {
 
 // Emit reports ev to every observer registered under ctx, innermost first.
 // It costs one context lookup when nobody listens.
-func Emit(ctx context.Context, ev Event) {
+func Emit(ctx context.Context, ev Event) { emitCtx(ctx, ev, nil) }
+
+// emitCtx reports ev to the observers registered under ctx, innermost
+// first, except the comparable ones in skip (which already heard it).
+func emitCtx(ctx context.Context, ev Event, skip *observerList) {
 	c, _ := ctx.Value(observerKey{}).(*observerCtx)
 	for ; c != nil; c = c.next {
-		c.obs.Observe(ctx, ev)
+		if skip == nil || !skip.has(c.obs) {
+			c.obs.Observe(ctx, ev)
+		}
 	}
 }
 
@@ -285,12 +291,7 @@ func (s *Observers) Emit(ctx context.Context, ev Event) {
 	for _, o := range l.all {
 		o.Observe(ctx, ev)
 	}
-	c, _ := ctx.Value(observerKey{}).(*observerCtx)
-	for ; c != nil; c = c.next {
-		if len(l.cmp) == 0 || !l.has(c.obs) {
-			c.obs.Observe(ctx, ev)
-		}
-	}
+	emitCtx(ctx, ev, l)
 }
 
 // Observed reports whether anybody listens: a subscribed observer, or one

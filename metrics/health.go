@@ -120,15 +120,12 @@ func (h *Health) ObserveQuota(q *llm.Quota) {
 // per call.
 func (h *Health) Middleware() llm.Middleware {
 	return func(next llm.Client) llm.Client {
-		if llm.Subscribe(next, h) {
-			return llm.Decorate(next, func(ctx context.Context, req *llm.Request) (*llm.Response, error) {
-				resp, err := next.Generate(ctx, req)
-				h.ObserveQuota(quotaOf(resp, err))
-				return resp, err
-			})
-		}
+		subscribed := llm.Subscribe(next, h)
 		return llm.Decorate(next, func(ctx context.Context, req *llm.Request) (*llm.Response, error) {
-			resp, err := next.Generate(llm.WithObserver(ctx, h), req)
+			if !subscribed {
+				ctx = llm.WithObserver(ctx, h)
+			}
+			resp, err := next.Generate(ctx, req)
 			h.ObserveQuota(quotaOf(resp, err))
 			return resp, err
 		})

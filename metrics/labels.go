@@ -55,7 +55,7 @@ func (ix *labelIndex) find(v string) (int, bool) {
 		return i, ok
 	}
 	for i, k := range ix.keys {
-		if len(k) == len(v) && k == v {
+		if k == v {
 			return i, true
 		}
 	}
