@@ -247,6 +247,8 @@ func benchMiss(b *testing.B, work func()) {
 			}
 			if r, ok := st.(*Ristretto); ok {
 				b.ReportMetric(float64(r.buf.callerSets.Load())/float64(b.N), "callerSets/op")
+				b.ReportMetric(float64(r.buf.wakes.Load())/float64(b.N), "wakes/op")
+				b.ReportMetric(float64(r.buf.drained.Load())/float64(b.N), "drained/op")
 			}
 		})
 	}

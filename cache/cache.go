@@ -31,8 +31,8 @@ type Cache struct {
 	owned ownedSetter
 	// local is store when it can hand out its entries in place.
 	local entryGetter
-	// anchor is the last full clock reading; see now.
-	anchor atomic.Pointer[anchor]
+	// clock stamps the deadlines of entries set through a Store's Set.
+	clock clock
 	// obs are the observers subscribed at construction through any of
 	// the clients this Cache wraps (see client.Subscribe).
 	obs llm.Observers
@@ -432,7 +432,7 @@ func (c *Cache) keep(ctx context.Context, req *llm.Request, key Key, resp *llm.R
 		c.emit(ctx, llm.EventCacheStore, req, nil)
 		return nil
 	}
-	now := c.now()
+	now := c.clock.now()
 	life := c.cfg.ttl + c.cfg.grace
 	expires, staleUntil := now.Add(c.cfg.ttl), now.Add(life)
 	shared := sharedCopy(resp)
@@ -452,13 +452,19 @@ const anchorAge = time.Second
 // anchor is a full clock reading (wall and monotonic) that now() offsets.
 type anchor struct{ t time.Time }
 
+// clock is a source of entry deadlines cheaper than time.Now.
+type clock struct {
+	// anchor is the last full clock reading; see now.
+	anchor atomic.Pointer[anchor]
+}
+
 // now returns the current time, with a monotonic reading so that the
 // time.Until checks of entries made in this process read only the
 // monotonic clock. time.Now reads two clocks; now reads one, the monotonic
 // clock, and offsets the last anchor by it, reading both again at most
 // once per anchorAge. Its wall time can lag a wall-clock step by at most
 // anchorAge.
-func (c *Cache) now() time.Time {
+func (c *clock) now() time.Time {
 	if a := c.anchor.Load(); a != nil {
 		if d := time.Since(a.t); d >= 0 && d < anchorAge {
 			return a.t.Add(d)

@@ -56,6 +56,7 @@ func TestBoundedMemory(t *testing.T) {
 		binary.LittleEndian.PutUint64(text, uint64(i))
 		var k Key
 		binary.LittleEndian.PutUint64(k.Digest[:], uint64(i)*0x9e3779b97f4a7c15+1)
+		binary.LittleEndian.PutUint64(k.Digest[8:], uint64(i)*0xbf58476d1ce4e5b9+3) // digests spread, as XXH3's do
 		e := Entry{Response: &llm.Response{Text: unsafe.String(&text[0], len(text)), FinishReason: llm.FinishStop}}
 		if err := st.Set(ctx, k, e, 0x7fffffffffffffff); err != nil {
 			t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"math/rand/v2"
 	"time"
 	"unsafe"
 
@@ -32,32 +33,34 @@ type RistrettoConfig struct {
 	// cost, so that MaxCost counts only answers' bytes.
 	IgnoreInternalCost bool
 	// ExpireInStore also gives each entry ristretto's own TTL (the entry's
-	// TTL plus grace), so that ristretto drops it when it ends instead of
-	// leaving it to be overwritten or evicted by cost. It costs a second
-	// clock read inside every Get on the hit path. Default false: expiry is
-	// enforced on read by the entry's deadlines.
+	// TTL plus grace), so that ristretto drops it, within seconds of its
+	// end, instead of leaving it to be overwritten or evicted by cost.
+	// Default false: expiry is enforced on read by the entry's deadlines.
 	ExpireInStore bool
 	// Name is the Source of the events. Default "ristretto".
 	Name string
 }
 
 // Ristretto is an in-process Store on github.com/dgraph-io/ristretto/v2:
-// cost is bytes, admission and eviction follow ristretto's TinyLFU policy,
-// and sets are buffered and applied asynchronously (call Wait to see them
-// from Get): a set copies the answer into a bounded buffer of the store's,
-// and a goroutine of the store hands the buffered sets to ristretto in
-// batches (see setbuf.go). Close releases its goroutines.
+// cost is bytes, and admission and eviction follow ristretto's TinyLFU
+// policy. Lookups read the store's own index of the items ristretto holds
+// (lock-free, see index.go) rather than ristretto's Get, and tell
+// ristretto's policy of a random sample of them (see getEntry). A set makes its item, puts it in the index
+// (Get finds it at once) and buffers it for ristretto, which a goroutine of
+// the store hands over in batches (setbuf.go); call Wait to have every set
+// made so far applied. Close releases its goroutines.
 //
 // Expiry is enforced on read, by the deadlines every Entry carries (the
 // middleware reads the clock once per call and compares), not by
-// ristretto's own TTL unless ExpireInStore: that costs a second clock read
-// inside every Get on the hit path. Get may therefore return an entry past
-// its StaleUntil, which the middleware and Cache.Stale treat as absent;
-// such entries are overwritten by the next answer or evicted by cost, so
-// memory stays bounded by MaxCost either way.
+// ristretto's own TTL unless ExpireInStore. Get may therefore return an
+// entry past its StaleUntil, which the middleware and Cache.Stale treat as
+// absent; such entries are overwritten by the next answer or evicted by
+// cost, so memory stays bounded by MaxCost either way.
 type Ristretto struct {
 	c       *ristretto.Cache[uint64, *ristrettoItem]
+	index   *index
 	buf     *setBuffer
+	clock   clock
 	maxItem int64
 	name    string
 	ttl     bool
@@ -98,22 +101,27 @@ func NewRistretto(cfg RistrettoConfig) (*Ristretto, error) {
 	if cfg.Name == "" {
 		cfg.Name = "ristretto"
 	}
+	// The index grows to a bucket per two items expected: NumCounters is
+	// about ten times that many.
+	r := &Ristretto{index: newIndex(cfg.NumCounters / 10),
+		maxItem: cfg.MaxItemBytes, name: cfg.Name, ttl: cfg.ExpireInStore}
 	c, err := ristretto.NewCache(&ristretto.Config[uint64, *ristrettoItem]{
 		NumCounters: cfg.NumCounters,
 		MaxCost:     cfg.MaxCost,
-		// Every BufferItems lookups on a P, ristretto hands their keys to
-		// its policy goroutine, waking it. With the sets applied by the
-		// store's own goroutine in batches, the other P is often asleep,
-		// and waking it (a futex call) cost a paced miss ~190 ns on average
-		// at 64 (ristretto's usual value); 256 wakes it a quarter as often.
-		// Access counts reach the admission policy in batches of 256.
+		// Every BufferItems of its Gets on a P, ristretto hands their keys
+		// to its policy goroutine, waking it (a futex call, microseconds
+		// on some machines): 256 wakes it a quarter as often as its usual
+		// 64.
 		BufferItems:        256,
 		IgnoreInternalCost: cfg.IgnoreInternalCost,
+		// Whatever ristretto lets go (rejected, evicted, replaced, expired)
+		// leaves the index.
+		OnExit: r.index.remove,
 	})
 	if err != nil {
 		return nil, errors.Join(errors.New("cache: ristretto"), err)
 	}
-	r := &Ristretto{c: c, maxItem: cfg.MaxItemBytes, name: cfg.Name, ttl: cfg.ExpireInStore}
+	r.c = c
 	// The buffer holds at most MaxCost/8 (or 512 KiB for a smaller store)
 	// of answers waiting, MaxCost/64 (64 KiB) in each shard.
 	r.buf = newSetBuffer(max(cfg.MaxCost/(8*setShards), setShardMinBytes), r.apply)
@@ -131,19 +139,38 @@ func (r *Ristretto) Get(_ context.Context, key Key) (Entry, bool, error) {
 	return Entry{}, false, nil
 }
 
+// accessSample is one over the fraction of lookups ristretto's admission
+// policy hears of; see getEntry.
+const accessSample = 8
+
 // getEntry returns the stored entry for key in place, or nil.
+//
+// ristretto admits and evicts by how often each key is asked for
+// (TinyLFU), which it learns from its own Get; a lookup here reads the
+// index instead, and tells ristretto of one lookup in accessSample, picked
+// at random (a per-thread generator: no shared write), by calling its Get.
+// Its frequency estimates are then those of a uniform sample of the
+// lookups: keys asked for often keep their order, and keys asked for once
+// or twice look alike, as they nearly do to TinyLFU already. That keeps
+// ristretto's ~50 ns Get (a shard's read lock, written by every core that
+// reads the shard, and a push to its access buffer) off seven lookups in
+// eight.
 func (r *Ristretto) getEntry(key Key) *Entry {
-	it, ok := r.c.Get(ristrettoKey(key))
-	if !ok || it.key != key {
+	if rand.Uint32()%accessSample == 0 {
+		r.c.Get(ristrettoKey(key))
+	}
+	it := r.index.get(key)
+	if it == nil || r.buf.closed.Load() {
 		return nil
 	}
 	return &it.e
 }
 
 // Set stores e, costed by its size in bytes, unless ttl <= 0. Answers
-// bigger than MaxItemBytes are skipped. The write is applied
-// asynchronously. The entry's own deadlines decide when it stops being
-// served; with ExpireInStore ristretto also drops it after ttl.
+// bigger than MaxItemBytes are skipped. Get finds it at once; ristretto
+// gets it asynchronously (and may then reject it, or evict it for a newer
+// one). The entry's own deadlines decide when it stops being served; with
+// ExpireInStore ristretto also drops it after ttl.
 func (r *Ristretto) Set(_ context.Context, key Key, e Entry, ttl time.Duration) error {
 	if e.Response == nil || ttl <= 0 {
 		return nil
@@ -152,7 +179,7 @@ func (r *Ristretto) Set(_ context.Context, key Key, e Entry, ttl time.Duration) 
 	if cost > r.maxItem {
 		return nil
 	}
-	r.buf.add(&pendingSet{key: key, it: &ristrettoItem{key: key, e: e}, life: ttl, cost: cost})
+	r.add(&ristrettoItem{key: key, e: e}, ttl, cost)
 	return nil
 }
 
@@ -164,11 +191,9 @@ type ownedItem struct {
 }
 
 // setOwned stores the stored form of resp, fresh for ttl and then stale
-// for grace, as Set would: it copies resp into a slot of the store's
-// buffer, and the store's goroutine makes the item (the entry and its copy
-// of the answer in one allocation) and stamps its deadlines when it takes
-// the batch, microseconds later. Answers bigger than MaxItemBytes are
-// skipped.
+// for grace, as Set would, copying it into an item of the store's own (the
+// entry and its copy of the answer in one allocation). Answers bigger than
+// MaxItemBytes are skipped.
 func (r *Ristretto) setOwned(key Key, resp *llm.Response, ttl, grace time.Duration) {
 	if ttl <= 0 {
 		return
@@ -177,36 +202,42 @@ func (r *Ristretto) setOwned(key Key, resp *llm.Response, ttl, grace time.Durati
 	if cost > r.maxItem {
 		return
 	}
-	s, slot := r.buf.slot(key, cost)
-	p := slot
-	if p == nil { // the shard is full: this caller applies it
-		p = new(pendingSet)
-	}
-	p.key, p.fresh, p.life, p.cost = key, ttl, ttl+grace, cost
-	copyShared(&p.resp, resp)
+	o := new(ownedItem)
+	copyShared(&o.resp, resp)
+	now := r.clock.now()
+	o.key = key
+	o.e = Entry{Response: &o.resp, Expires: now.Add(ttl), StaleUntil: now.Add(ttl + grace)}
+	r.add(&o.ristrettoItem, ttl+grace, cost)
+}
+
+// add puts it in the index, where lookups find it from now on, and buffers
+// it for ristretto; when its buffer shard is full it applies the shard's
+// batch and it.
+func (r *Ristretto) add(it *ristrettoItem, life time.Duration, cost int64) {
+	r.index.put(it)
+	s, slot := r.buf.slot(it.key, cost)
 	if slot == nil {
-		r.buf.overflow(s, p)
+		r.buf.overflow(s, &pendingSet{it: it, life: life, cost: cost})
 		return
 	}
+	slot.it, slot.life, slot.cost = it, life, cost
 	r.buf.release(s, cost)
 }
 
-// apply hands a batch of buffered sets to ristretto, making the items of
-// answers setOwned buffered, their deadlines counted from now.
-func (r *Ristretto) apply(batch []pendingSet, now time.Time) {
+// apply hands a batch of buffered items to ristretto. An item ristretto
+// drops at once (its set buffer is full) leaves the index; one it rejects
+// later leaves through OnExit.
+func (r *Ristretto) apply(batch []pendingSet) {
 	for i := range batch {
 		p := &batch[i]
-		it := p.it
-		if it == nil {
-			o := &ownedItem{resp: p.resp}
-			o.key = p.key
-			o.e = Entry{Response: &o.resp, Expires: now.Add(p.fresh), StaleUntil: now.Add(p.life)}
-			it = &o.ristrettoItem
-		}
+		var ok bool
 		if r.ttl {
-			r.c.SetWithTTL(ristrettoKey(it.key), it, p.cost, p.life)
+			ok = r.c.SetWithTTL(ristrettoKey(p.it.key), p.it, p.cost, p.life)
 		} else {
-			r.c.Set(ristrettoKey(it.key), it, p.cost)
+			ok = r.c.Set(ristrettoKey(p.it.key), p.it, p.cost)
+		}
+		if !ok {
+			r.index.remove(p.it)
 		}
 	}
 }
@@ -226,6 +257,7 @@ func (r *Ristretto) Wait() {
 func (r *Ristretto) Close() {
 	r.buf.close()
 	r.c.Close()
+	r.index.clear()
 }
 
 func entryBytes(r *llm.Response) int64 {
