@@ -238,21 +238,19 @@ func TestIndexConcurrent(t *testing.T) {
 	checkIndex(t, x)
 }
 
-// An answer set into a Ristretto is served at once, before the store's
-// goroutine hands it to ristretto; what ristretto rejects or evicts
-// leaves the index, so that the index never holds what the store's
-// memory bound does not count.
+// An answer set into a Ristretto is served once the store's goroutine
+// takes it; what ristretto rejects or evicts leaves the index, so that the
+// index never holds what the store's memory bound does not count.
 func TestRistrettoIndexFollowsRistretto(t *testing.T) {
 	ctx := context.Background()
 	entry := Entry{Response: &llm.Response{Text: "a"}}
 
 	roomy := newRistrettoT(t, RistrettoConfig{})
-	resume := pauseDrainer(roomy)
 	roomy.Set(ctx, spread(1), entry, time.Hour)
-	if _, ok, _ := roomy.Get(ctx, spread(1)); !ok {
-		t.Fatal("a set was not served before the store's goroutine took it")
+	roomy.Wait()
+	if _, ok, _ := roomy.Get(ctx, spread(1)); !ok || roomy.index.len() != 1 {
+		t.Fatal("a set was not served after Wait")
 	}
-	resume()
 
 	// Every answer costs more than the store holds: ristretto rejects all.
 	tiny := newRistrettoT(t, RistrettoConfig{MaxCost: 1, MaxItemBytes: 1 << 20})

@@ -45,10 +45,12 @@ type RistrettoConfig struct {
 // cost is bytes, and admission and eviction follow ristretto's TinyLFU
 // policy. Lookups read the store's own index of the items ristretto holds
 // (lock-free, see index.go) rather than ristretto's Get, and tell
-// ristretto's policy of a random sample of them (see getEntry). A set makes its item, puts it in the index
-// (Get finds it at once) and buffers it for ristretto, which a goroutine of
-// the store hands over in batches (setbuf.go); call Wait to have every set
-// made so far applied. Close releases its goroutines.
+// ristretto's policy of a random sample of them (see getEntry). Sets are
+// buffered and applied asynchronously (call Wait to see them from Get): a
+// set copies the answer into a bounded buffer of the store's, and a
+// goroutine of the store makes the items, puts them in the index and hands
+// them to ristretto in batches (see setbuf.go). Close releases its
+// goroutines.
 //
 // Expiry is enforced on read, by the deadlines every Entry carries (the
 // middleware reads the clock once per call and compares), not by
@@ -60,7 +62,6 @@ type Ristretto struct {
 	c       *ristretto.Cache[uint64, *ristrettoItem]
 	index   *index
 	buf     *setBuffer
-	clock   clock
 	maxItem int64
 	name    string
 	ttl     bool
@@ -167,10 +168,9 @@ func (r *Ristretto) getEntry(key Key) *Entry {
 }
 
 // Set stores e, costed by its size in bytes, unless ttl <= 0. Answers
-// bigger than MaxItemBytes are skipped. Get finds it at once; ristretto
-// gets it asynchronously (and may then reject it, or evict it for a newer
-// one). The entry's own deadlines decide when it stops being served; with
-// ExpireInStore ristretto also drops it after ttl.
+// bigger than MaxItemBytes are skipped. The write is applied
+// asynchronously. The entry's own deadlines decide when it stops being
+// served; with ExpireInStore ristretto also drops it after ttl.
 func (r *Ristretto) Set(_ context.Context, key Key, e Entry, ttl time.Duration) error {
 	if e.Response == nil || ttl <= 0 {
 		return nil
@@ -179,7 +179,7 @@ func (r *Ristretto) Set(_ context.Context, key Key, e Entry, ttl time.Duration) 
 	if cost > r.maxItem {
 		return nil
 	}
-	r.add(&ristrettoItem{key: key, e: e}, ttl, cost)
+	r.buf.add(&pendingSet{key: key, it: &ristrettoItem{key: key, e: e}, life: ttl, cost: cost})
 	return nil
 }
 
@@ -191,9 +191,11 @@ type ownedItem struct {
 }
 
 // setOwned stores the stored form of resp, fresh for ttl and then stale
-// for grace, as Set would, copying it into an item of the store's own (the
-// entry and its copy of the answer in one allocation). Answers bigger than
-// MaxItemBytes are skipped.
+// for grace, as Set would: it copies resp into a slot of the store's
+// buffer, and the store's goroutine makes the item (the entry and its copy
+// of the answer in one allocation) and stamps its deadlines when it takes
+// the batch, microseconds later. Answers bigger than MaxItemBytes are
+// skipped.
 func (r *Ristretto) setOwned(key Key, resp *llm.Response, ttl, grace time.Duration) {
 	if ttl <= 0 {
 		return
@@ -202,42 +204,44 @@ func (r *Ristretto) setOwned(key Key, resp *llm.Response, ttl, grace time.Durati
 	if cost > r.maxItem {
 		return
 	}
-	o := new(ownedItem)
-	copyShared(&o.resp, resp)
-	now := r.clock.now()
-	o.key = key
-	o.e = Entry{Response: &o.resp, Expires: now.Add(ttl), StaleUntil: now.Add(ttl + grace)}
-	r.add(&o.ristrettoItem, ttl+grace, cost)
-}
-
-// add puts it in the index, where lookups find it from now on, and buffers
-// it for ristretto; when its buffer shard is full it applies the shard's
-// batch and it.
-func (r *Ristretto) add(it *ristrettoItem, life time.Duration, cost int64) {
-	r.index.put(it)
-	s, slot := r.buf.slot(it.key, cost)
+	s, slot := r.buf.slot(key, cost)
+	p := slot
+	if p == nil { // the shard is full: this caller applies it
+		p = new(pendingSet)
+	}
+	p.key, p.fresh, p.life, p.cost = key, ttl, ttl+grace, cost
+	copyShared(&p.resp, resp)
 	if slot == nil {
-		r.buf.overflow(s, &pendingSet{it: it, life: life, cost: cost})
+		r.buf.overflow(s, p)
 		return
 	}
-	slot.it, slot.life, slot.cost = it, life, cost
 	r.buf.release(s, cost)
 }
 
-// apply hands a batch of buffered items to ristretto. An item ristretto
-// drops at once (its set buffer is full) leaves the index; one it rejects
-// later leaves through OnExit.
-func (r *Ristretto) apply(batch []pendingSet) {
+// apply hands a batch of buffered sets to ristretto, making the items of
+// answers setOwned buffered, their deadlines counted from now. Each item
+// goes into the index first, where lookups find it from then on; one that
+// ristretto drops at once (its own buffer is full) leaves it again, and
+// one it rejects or evicts later leaves through OnExit.
+func (r *Ristretto) apply(batch []pendingSet, now time.Time) {
 	for i := range batch {
 		p := &batch[i]
+		it := p.it
+		if it == nil {
+			o := &ownedItem{resp: p.resp}
+			o.key = p.key
+			o.e = Entry{Response: &o.resp, Expires: now.Add(p.fresh), StaleUntil: now.Add(p.life)}
+			it = &o.ristrettoItem
+		}
+		r.index.put(it)
 		var ok bool
 		if r.ttl {
-			ok = r.c.SetWithTTL(ristrettoKey(p.it.key), p.it, p.cost, p.life)
+			ok = r.c.SetWithTTL(ristrettoKey(it.key), it, p.cost, p.life)
 		} else {
-			ok = r.c.Set(ristrettoKey(p.it.key), p.it, p.cost)
+			ok = r.c.Set(ristrettoKey(it.key), it, p.cost)
 		}
 		if !ok {
-			r.index.remove(p.it)
+			r.index.remove(it)
 		}
 	}
 }

@@ -5,24 +5,27 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"github.com/llmkit/llmkit/llm"
 )
 
 // The Ristretto store's write buffer.
 //
 // ristretto's Set allocates an item and sends it on a channel to its one
 // consumer goroutine; the send takes the channel's lock, which that
-// consumer holds half the time, and wakes the consumer when it sleeps
-// (microseconds of a futex call on the caller's thread on some machines).
-// On a miss that was most of what the cache added to the caller's path.
-// So a set makes the store's item, puts it in the store's index (where
-// lookups find it from then on, see index.go) and appends it to a buffer
-// slot the store made in advance (a mutex, no allocation); one goroutine
-// of the store, the drainer, hands the buffered items to ristretto's Set in
-// batches. A set never wakes the drainer: while sets keep coming it takes a
-// batch, lets the next gather for setBatchDelay, and takes it; when a pass
-// finds nothing it sleeps for setIdleDelay; a shard reaching half its bound
-// wakes it early. The item is served from the index meanwhile, so the wait
-// only delays ristretto's accounting of it.
+// consumer holds half the time, and wakes the consumer when it sleeps. And
+// the store's own item (the entry with its copy of the answer) is one more
+// allocation. On a miss that was most of what the cache added to the
+// caller's path. So a set only copies the answer into a slot of a buffer
+// the store made in advance (a mutex and a copy, no allocation), and one
+// goroutine of the store moves the buffered sets into ristretto in batches:
+// it makes the items, stamps their deadlines with one clock reading per
+// batch and calls ristretto's Set. While sets keep coming it takes a
+// batch, lets the next gather for setBatchDelay or until a shard is half
+// full, and takes it; when a pass finds nothing it keeps looking every
+// setPoll for a while (setLingerPolls), so that sparse sets do not each
+// have to wake it, and then sleeps on a channel (it never ticks while
+// idle) until the next set wakes it.
 //
 // The buffer is bounded: a shard holds at most setShardCap sets and at
 // most maxBytes of their cost (see NewRistretto); an answer bigger than
@@ -57,13 +60,19 @@ const setShardMinBytes = 64 << 10
 // awake.
 const setBatchDelay = 50 * time.Microsecond
 
-// pendingSet is one buffered set: an item, already in the store's index,
-// for ristretto.
+// pendingSet is one buffered set: either an item made by Set, or the
+// stored form of an answer copied in by setOwned, from which the drainer
+// makes the item.
 type pendingSet struct {
+	key Key
+	// it is the item to store, or nil: make one from resp.
 	it *ristrettoItem
-	// life is the item's whole life (TTL + grace), for ExpireInStore.
-	life time.Duration
-	cost int64
+	// resp is the stored form of the answer when it is nil.
+	resp llm.Response
+	// fresh and life are the entry's TTL and TTL + grace, from when the
+	// item is made.
+	fresh, life time.Duration
+	cost        int64
 }
 
 // setShard is one shard of the buffer.
@@ -87,7 +96,9 @@ type setBuffer struct {
 	shards [setShards]setShard
 	// maxBytes bounds the cost a shard holds.
 	maxBytes int64
-	// kick wakes the drainer: a shard is half full.
+	// idle is set by the drainer before it sleeps; the first set to find
+	// it set clears it and wakes the drainer through kick.
+	idle atomic.Bool
 	kick chan struct{}
 	stop chan struct{}
 	done chan struct{}
@@ -95,8 +106,8 @@ type setBuffer struct {
 	started bool
 	// closed turns later batches into no-ops once close began.
 	closed atomic.Bool
-	// apply hands a batch to the store.
-	apply func(batch []pendingSet)
+	// apply hands a batch to the store, with the time its deadlines start.
+	apply func(batch []pendingSet, now time.Time)
 
 	// What happened, for tests and benchmarks: batches the drainer
 	// applied, times it was woken from idle, and sets callers applied
@@ -106,7 +117,7 @@ type setBuffer struct {
 
 // newSetBuffer returns a buffer whose shards hold at most maxBytes of cost
 // each, applying batches with apply. Call start to run its drainer.
-func newSetBuffer(maxBytes int64, apply func([]pendingSet)) *setBuffer {
+func newSetBuffer(maxBytes int64, apply func([]pendingSet, time.Time)) *setBuffer {
 	b := &setBuffer{
 		maxBytes: maxBytes,
 		kick:     make(chan struct{}, 1),
@@ -144,33 +155,24 @@ func (b *setBuffer) slot(key Key, cost int64) (*setShard, *pendingSet) {
 	return s, &s.buf[len(s.buf)-1]
 }
 
-// release unlocks s after its slot was filled, and wakes the drainer if s
-// just reached half its bound (the drainer lets the next batch gather, but
-// not until the shard overflows). It does not wake an idle drainer for a
-// set: the set's item is already in the store's index, served, and the
-// drainer takes it within setIdleDelay; waking a goroutine costs its waker
-// microseconds on some machines (a futex call), more than a miss's whole
-// budget.
+// release unlocks s after its slot was filled, and wakes the drainer if it
+// sleeps, or if s just reached half its bound (the drainer lets the next
+// batch gather, but not until the shard overflows).
 func (b *setBuffer) release(s *setShard, cost int64) {
 	half := len(s.buf) == setShardCap/2 || s.bytes > b.maxBytes/2 && s.bytes-cost <= b.maxBytes/2
 	s.mu.Unlock()
-	if half {
-		b.wake()
-	}
-}
-
-// wake wakes the drainer, unless a wake-up is already pending.
-func (b *setBuffer) wake() {
-	select {
-	case b.kick <- struct{}{}:
-	default:
+	if half || b.idle.Load() && b.idle.CompareAndSwap(true, false) {
+		select {
+		case b.kick <- struct{}{}:
+		default: // a wake-up is already pending
+		}
 	}
 }
 
 // add buffers p, or, when its shard is full, applies the shard's batch and
 // then p.
 func (b *setBuffer) add(p *pendingSet) {
-	s, slot := b.slot(p.it.key, p.cost)
+	s, slot := b.slot(p.key, p.cost)
 	if slot == nil {
 		b.overflow(s, p)
 		return
@@ -186,7 +188,7 @@ func (b *setBuffer) overflow(s *setShard, p *pendingSet) {
 	n := b.flushLocked(s)
 	b.callerSets.Add(int64(n) + 1)
 	if !b.closed.Load() {
-		b.apply(unsafe.Slice(p, 1))
+		b.apply(unsafe.Slice(p, 1), time.Now())
 	}
 	s.applying.Unlock()
 }
@@ -207,7 +209,7 @@ func (b *setBuffer) flushLocked(s *setShard) int {
 	s.buf, s.bytes = s.spare, 0
 	s.mu.Unlock()
 	if len(batch) > 0 && !b.closed.Load() {
-		b.apply(batch)
+		b.apply(batch, time.Now())
 	}
 	clear(batch) // let the answers go
 	s.spare = batch[:0]
@@ -226,35 +228,64 @@ func (b *setBuffer) flushAll() bool {
 	return did
 }
 
-// setIdleDelay is how long an idle drainer sleeps before it looks at the
-// buffer again: it bounds how long a set waits to reach ristretto (and so
-// be counted against MaxCost) when sets are too sparse to fill a shard to
-// half, and how often an idle store's goroutine wakes.
-const setIdleDelay = time.Second
+// setPoll is how often the drainer looks for sets while it lingers, and
+// setLingerPolls how many times it looks before it sleeps until woken:
+// while sets keep coming, however sparse (down to about one a second), no
+// set has to wake it (waking a goroutine costs the waker a futex call,
+// ~2 µs of its CPU on a VM), and a set reaches ristretto within setPoll.
+// Lingering costs a timer wake-up per setPoll on the drainer's side.
+const (
+	setPoll        = time.Millisecond
+	setLingerPolls = 1000
+)
 
-// drain is the buffer's goroutine. While sets keep coming it applies a
-// batch, lets the next gather for setBatchDelay, and applies it; when a
-// pass finds no set it sleeps for setIdleDelay, or until kicked. Every
-// pass also does tend's work.
+// drain is the buffer's goroutine: it applies batches while sets keep
+// coming, polls for setLingerPolls × setPoll once they stop, and then
+// sleeps until a set wakes it, until close.
 func (b *setBuffer) drain() {
 	defer close(b.done)
 	pause := time.NewTimer(time.Hour)
 	pause.Stop()
-	for {
-		busy := b.flushAll()
-		wait := setIdleDelay
-		if busy {
-			b.drained.Add(1)
-			wait = setBatchDelay
-		}
-		pause.Reset(wait)
+	wait := func(d time.Duration) (stopped bool) {
+		pause.Reset(d)
 		select {
 		case <-pause.C:
-		case <-b.kick:
+		case <-b.kick: // a shard is half full
 			pause.Stop()
-			if !busy {
-				b.wakes.Add(1)
+		case <-b.stop:
+			return true
+		}
+		return false
+	}
+	polls := setLingerPolls // a new store sleeps at once
+	for {
+		if b.flushAll() {
+			b.drained.Add(1)
+			polls = 0
+			if wait(setBatchDelay) {
+				return
 			}
+			continue
+		}
+		if polls < setLingerPolls {
+			polls++
+			if wait(setPoll) {
+				return
+			}
+			continue
+		}
+		b.idle.Store(true)
+		// A set buffered before idle was visible found it clear and did not
+		// wake us: look once more before sleeping.
+		if b.flushAll() {
+			b.drained.Add(1)
+			b.idle.Store(false)
+			continue
+		}
+		select {
+		case <-b.kick:
+			b.idle.Store(false)
+			b.wakes.Add(1)
 		case <-b.stop:
 			return
 		}

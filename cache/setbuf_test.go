@@ -22,17 +22,16 @@ func TestSetShardFillsCacheLines(t *testing.T) {
 type applied struct {
 	mu   sync.Mutex
 	sets []pendingSet
+	when []time.Time
 }
 
-func (a *applied) apply(batch []pendingSet) {
+func (a *applied) apply(batch []pendingSet, now time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.sets = append(a.sets, batch...)
-}
-
-// pset returns a set of an item for k.
-func pset(k Key, cost int64) *pendingSet {
-	return &pendingSet{it: &ristrettoItem{key: k}, cost: cost}
+	for _, p := range batch {
+		a.sets = append(a.sets, p)
+		a.when = append(a.when, now)
+	}
 }
 
 func (a *applied) n() int {
@@ -58,7 +57,7 @@ func TestSetBufferAppliesInOrder(t *testing.T) {
 	b := newSetBuffer(1<<20, a.apply) // no drainer: flushAll applies
 	defer b.close()
 	for i := range uint64(100) {
-		b.add(pset(keyIn(uint8(i%3), i), 1))
+		b.add(&pendingSet{key: keyIn(uint8(i%3), i), cost: 1})
 	}
 	if a.n() != 0 {
 		t.Fatalf("%d sets applied before any flush", a.n())
@@ -68,11 +67,11 @@ func TestSetBufferAppliesInOrder(t *testing.T) {
 	}
 	last := map[uint8]uint64{}
 	for _, p := range a.sets {
-		sh := p.it.key.Digest[9]
-		if n, ok := last[sh]; ok && seq(p.it.key) <= n {
-			t.Fatalf("shard %d applied set %d after set %d", sh, seq(p.it.key), n)
+		sh := p.key.Digest[9]
+		if n, ok := last[sh]; ok && seq(p.key) <= n {
+			t.Fatalf("shard %d applied set %d after set %d", sh, seq(p.key), n)
 		}
-		last[sh] = seq(p.it.key)
+		last[sh] = seq(p.key)
 	}
 	if b.flushAll() {
 		t.Fatal("a second flushAll found sets")
@@ -90,18 +89,18 @@ func TestSetBufferOverflowAppliesInTheCaller(t *testing.T) {
 	b := newSetBuffer(1<<20, a.apply)
 	defer b.close()
 	for i := range uint64(setShardCap) {
-		b.add(pset(keyIn(5, i), 1))
+		b.add(&pendingSet{key: keyIn(5, i), cost: 1})
 	}
 	if a.n() != 0 || len(b.shards[5].buf) != setShardCap {
 		t.Fatalf("applied %d, buffered %d; want 0 and %d", a.n(), len(b.shards[5].buf), setShardCap)
 	}
-	b.add(pset(keyIn(5, setShardCap), 1))
+	b.add(&pendingSet{key: keyIn(5, setShardCap), cost: 1})
 	if a.n() != setShardCap+1 || len(b.shards[5].buf) != 0 {
 		t.Fatalf("after the overflowing set: applied %d, buffered %d; want %d and 0", a.n(), len(b.shards[5].buf), setShardCap+1)
 	}
 	for i, p := range a.sets {
-		if seq(p.it.key) != uint64(i) {
-			t.Fatalf("set %d applied in place %d", seq(p.it.key), i)
+		if seq(p.key) != uint64(i) {
+			t.Fatalf("set %d applied in place %d", seq(p.key), i)
 		}
 	}
 	if got := b.callerSets.Load(); got != setShardCap+1 {
@@ -116,31 +115,31 @@ func TestSetBufferByteBound(t *testing.T) {
 	var a applied
 	b := newSetBuffer(100, a.apply)
 	defer b.close()
-	b.add(pset(keyIn(0, 0), 60))
-	b.add(pset(keyIn(0, 1), 40))
+	b.add(&pendingSet{key: keyIn(0, 0), cost: 60})
+	b.add(&pendingSet{key: keyIn(0, 1), cost: 40})
 	if a.n() != 0 || b.shards[0].bytes != 100 {
 		t.Fatalf("within the bound: applied %d (want 0), shard holds %d bytes (want 100)", a.n(), b.shards[0].bytes)
 	}
-	b.add(pset(keyIn(0, 2), 1)) // 101 > 100
+	b.add(&pendingSet{key: keyIn(0, 2), cost: 1}) // 101 > 100
 	if a.n() != 3 || b.shards[0].bytes != 0 {
 		t.Fatalf("past the bound: applied %d (want 3), shard holds %d bytes (want 0)", a.n(), b.shards[0].bytes)
 	}
-	b.add(pset(keyIn(0, 3), 10))
-	b.add(pset(keyIn(0, 4), 500)) // bigger than the bound
+	b.add(&pendingSet{key: keyIn(0, 3), cost: 10})
+	b.add(&pendingSet{key: keyIn(0, 4), cost: 500}) // bigger than the bound
 	if a.n() != 5 || b.shards[0].bytes != 0 {
 		t.Fatalf("a set bigger than the bound: applied %d (want 5), shard holds %d bytes (want 0)", a.n(), b.shards[0].bytes)
 	}
 	for i, p := range a.sets {
-		if seq(p.it.key) != uint64(i) {
-			t.Fatalf("set %d applied in place %d", seq(p.it.key), i)
+		if seq(p.key) != uint64(i) {
+			t.Fatalf("set %d applied in place %d", seq(p.key), i)
 		}
 	}
 }
 
-// A set never wakes an idle drainer (waking costs its caller a futex
-// call): the drainer finds it at its next idle pass, setIdleDelay later,
-// then lets the next batch gather for setBatchDelay, and goes back to
-// passing once per setIdleDelay, waking for nothing else.
+// The drainer applies a set without anyone flushing, lets the next batch
+// gather for setBatchDelay, lingers (a set then needs no wake), and then
+// sleeps until the next set: while idle it does nothing at all, however
+// long.
 func TestSetBufferDrainerWakesAndSleeps(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var a applied
@@ -148,27 +147,43 @@ func TestSetBufferDrainerWakesAndSleeps(t *testing.T) {
 		b.start()
 		defer b.close()
 		synctest.Wait()
-		b.add(pset(keyIn(1, 1), 1))
-		synctest.Wait()
-		if a.n() != 0 || b.wakes.Load() != 0 {
-			t.Fatalf("a set woke the idle drainer: applied %d, wakes %d", a.n(), b.wakes.Load())
+		if !b.idle.Load() {
+			t.Fatal("a new buffer's drainer is not idle")
 		}
-		time.Sleep(setIdleDelay)
+		b.add(&pendingSet{key: keyIn(1, 1), cost: 1})
 		synctest.Wait()
-		if a.n() != 1 || b.drained.Load() != 1 {
-			t.Fatalf("after setIdleDelay: applied %d, batches %d; want 1, 1", a.n(), b.drained.Load())
+		if a.n() != 1 || b.wakes.Load() != 1 || b.drained.Load() != 1 {
+			t.Fatalf("after one set: applied %d, wakes %d, batches %d; want 1, 1, 1", a.n(), b.wakes.Load(), b.drained.Load())
 		}
-		time.Sleep(setBatchDelay) // a pass finds nothing: idle again
+		if !a.when[0].Equal(time.Now()) {
+			t.Fatalf("the batch's time is %v, want now (%v)", a.when[0], time.Now())
+		}
+		// It lingers: a set now is applied within setPoll, unwoken.
+		time.Sleep(setBatchDelay + 10*setPoll + setPoll/2) // between two polls
+		b.add(&pendingSet{key: keyIn(3, 3), cost: 1})
 		synctest.Wait()
+		if a.n() != 1 {
+			t.Fatalf("a set while lingering was applied before the next poll: applied %d", a.n())
+		}
+		time.Sleep(setPoll)
+		synctest.Wait()
+		if a.n() != 2 || b.wakes.Load() != 1 {
+			t.Fatalf("a set while lingering: applied %d, wakes %d; want 2, 1", a.n(), b.wakes.Load())
+		}
+		time.Sleep(setBatchDelay + setLingerPolls*setPoll)
+		synctest.Wait()
+		if !b.idle.Load() {
+			t.Fatal("the drainer is not idle after lingering")
+		}
 		time.Sleep(time.Hour)
 		synctest.Wait()
-		if b.wakes.Load() != 0 || b.drained.Load() != 1 {
-			t.Fatalf("an idle hour: wakes %d, batches %d; want 0, 1", b.wakes.Load(), b.drained.Load())
+		if b.wakes.Load() != 1 || b.drained.Load() != 2 {
+			t.Fatalf("an idle hour woke the drainer: wakes %d, batches %d", b.wakes.Load(), b.drained.Load())
 		}
-		b.wake()
+		b.add(&pendingSet{key: keyIn(2, 2), cost: 1})
 		synctest.Wait()
-		if b.wakes.Load() != 1 {
-			t.Fatalf("wake did not wake the idle drainer: wakes %d", b.wakes.Load())
+		if a.n() != 3 || b.wakes.Load() != 2 {
+			t.Fatalf("after a set to the idle drainer: applied %d, wakes %d; want 3, 2", a.n(), b.wakes.Load())
 		}
 		if b.callerSets.Load() != 0 {
 			t.Fatalf("callers applied %d sets", b.callerSets.Load())
@@ -184,17 +199,16 @@ func TestSetBufferHalfFullShardWakesTheDrainer(t *testing.T) {
 		b := newSetBuffer(1<<20, a.apply)
 		b.start()
 		defer b.close()
-		b.add(pset(keyIn(3, 0), 1))
-		time.Sleep(setIdleDelay)
+		b.add(&pendingSet{key: keyIn(3, 0), cost: 1})
 		synctest.Wait() // applied; the drainer waits setBatchDelay
 		for i := range uint64(setShardCap/2 - 1) {
-			b.add(pset(keyIn(3, i+1), 1))
+			b.add(&pendingSet{key: keyIn(3, i+1), cost: 1})
 		}
 		synctest.Wait() // no time has passed
 		if a.n() != 1 {
 			t.Fatalf("applied %d sets before the shard was half full, want 1", a.n())
 		}
-		b.add(pset(keyIn(3, setShardCap/2), 1))
+		b.add(&pendingSet{key: keyIn(3, setShardCap/2), cost: 1})
 		synctest.Wait()
 		if a.n() != setShardCap/2+1 {
 			t.Fatalf("a half-full shard did not wake the drainer: applied %d, want %d", a.n(), setShardCap/2+1)
@@ -233,7 +247,7 @@ func TestSetBufferConcurrent(t *testing.T) {
 		wg.Go(func() {
 			for i := range uint64(each) {
 				k := keyIn(uint8(i%setShards), uint64(w)<<32|i)
-				b.add(pset(k, 1))
+				b.add(&pendingSet{key: k, cost: 1})
 			}
 		})
 	}
@@ -247,12 +261,12 @@ func TestSetBufferConcurrent(t *testing.T) {
 	seen := make(map[uint64]bool, writers*each)
 	last := map[[2]uint64]uint64{}
 	for _, p := range a.sets {
-		n := seq(p.it.key)
+		n := seq(p.key)
 		if seen[n] {
 			t.Fatalf("set %x applied twice", n)
 		}
 		seen[n] = true
-		wsh := [2]uint64{n >> 32, uint64(p.it.key.Digest[9])}
+		wsh := [2]uint64{n >> 32, uint64(p.key.Digest[9])}
 		if prev, ok := last[wsh]; ok && n <= prev {
 			t.Fatalf("writer %d, shard %d: set %x applied after %x", wsh[0], wsh[1], n, prev)
 		}
@@ -268,8 +282,8 @@ func TestSetBufferClose(t *testing.T) {
 		var a applied
 		b := newSetBuffer(1<<20, a.apply)
 		b.start()
-		b.add(pset(keyIn(0, 0), 1))
-		b.add(pset(keyIn(0, 1), 1)) // waits for the next batch
+		b.add(&pendingSet{key: keyIn(0, 0), cost: 1})
+		b.add(&pendingSet{key: keyIn(0, 1), cost: 1}) // waits for the next batch
 		synctest.Wait()
 		b.close()
 		select {
@@ -279,7 +293,7 @@ func TestSetBufferClose(t *testing.T) {
 		}
 		n := a.n()
 		for i := range uint64(setShardCap + 1) {
-			b.add(pset(keyIn(0, i+2), 1))
+			b.add(&pendingSet{key: keyIn(0, i+2), cost: 1})
 		}
 		b.flushAll()
 		if a.n() != n {
