@@ -27,10 +27,9 @@ type Cache struct {
 	// misses on different keys never contend for one lock.
 	flights [flightShards]flightShard
 
-	// owned is store when it can store an answer in its own allocation.
-	owned ownedSetter
-	// local is store when it can hand out its entries in place.
-	local entryGetter
+	// rs is store when it is a *Ristretto, which stores an answer in its
+	// own allocation and hands out its entries in place.
+	rs *Ristretto
 	// clock stamps the deadlines of entries set through a Store's Set.
 	clock clock
 	// obs are the observers subscribed at construction through any of
@@ -65,37 +64,37 @@ type flightShard struct {
 
 // find returns the flight registered for key and where: a slot index, or
 // -1 with ok when it is in the map. s.mu is held.
-func (s *flightShard) find(key Key) (f *flight, slot int, ok bool) {
+func (s *flightShard) find(key *Key) (f *flight, slot int, ok bool) {
 	for bits := s.used; bits != 0; bits &= bits - 1 {
 		i := mathbits.TrailingZeros8(bits)
-		if s.keys[i] == key {
+		if s.keys[i] == *key {
 			return s.fs[i], i, true
 		}
 	}
 	if len(s.m) > 0 {
-		f, ok = s.m[key]
+		f, ok = s.m[*key]
 	}
 	return f, -1, ok
 }
 
 // register records key as in the air with flight f (nil: nobody waits
 // yet). key is not registered; s.mu is held.
-func (s *flightShard) register(key Key, f *flight) {
+func (s *flightShard) register(key *Key, f *flight) {
 	if free := ^s.used; free != 0 {
 		i := mathbits.TrailingZeros8(free)
 		s.used |= 1 << i
-		s.keys[i], s.fs[i] = key, f
+		s.keys[i], s.fs[i] = *key, f
 		return
 	}
 	if s.m == nil {
 		s.m = make(map[Key]*flight)
 	}
-	s.m[key] = f
+	s.m[*key] = f
 }
 
 // shard returns the flight shard of key. It uses a digest byte ristretto
 // does not shard by, from the other half of the XXH3-128 digest.
-func (c *Cache) shard(key Key) *flightShard {
+func (c *Cache) shard(key *Key) *flightShard {
 	return &c.flights[key.Digest[8]%flightShards]
 }
 
@@ -115,8 +114,7 @@ func New(store Store, opts ...Option) (*Cache, error) {
 		}
 	}
 	c := &Cache{store: store, source: store.Name(), cfg: cfg}
-	c.owned, _ = store.(ownedSetter)
-	c.local, _ = store.(entryGetter)
+	c.rs, _ = store.(*Ristretto)
 	return c, nil
 }
 
@@ -188,36 +186,37 @@ func (cl *client) Generate(ctx context.Context, req *llm.Request) (*llm.Response
 	if err := req.ValidateLimits(c.cfg.limits); err != nil {
 		return nil, err
 	}
-	key, err := KeyOf(req)
-	if err != nil {
+	// Keys go down by pointer (see keyOf).
+	var key Key
+	if err := keyOf(req, &key); err != nil {
 		// An Extra value JSON cannot encode: such a request has no
 		// canonical key, so it is not cached.
 		return cl.next.Generate(ctx, req)
 	}
 	if req.Cache&llm.CacheSkipRead != 0 {
-		return cl.call(ctx, req, key, nil)
+		return cl.call(ctx, req, &key, nil)
 	}
-	if e, ok := c.lookup(ctx, req, key); ok {
+	if e, ok := c.lookup(ctx, req, &key); ok {
 		return serve(e, req, c.cfg.replayChunk)
 	}
 	if !c.cfg.coalesce {
-		return cl.call(ctx, req, key, nil)
+		return cl.call(ctx, req, &key, nil)
 	}
-	return cl.coalesced(ctx, req, key)
+	return cl.coalesced(ctx, req, &key)
 }
 
 // lookup returns a fresh stored answer for key, reporting a hit or a miss.
-func (c *Cache) lookup(ctx context.Context, req *llm.Request, key Key) (*llm.Response, bool) {
-	if c.local != nil {
+func (c *Cache) lookup(ctx context.Context, req *llm.Request, key *Key) (*llm.Response, bool) {
+	if c.rs != nil {
 		// The entry is read in place: no copy of it, no interface call.
-		if e := c.local.getEntry(key); e != nil && e.Response != nil && time.Until(e.Expires) > 0 {
+		if e := c.rs.getEntry(key); e != nil && e.Response != nil && time.Until(e.Expires) > 0 {
 			c.emit(ctx, llm.EventCacheHit, req, nil)
 			return e.Response, true
 		}
 		c.emit(ctx, llm.EventCacheMiss, req, nil)
 		return nil, false
 	}
-	e, ok, err := c.store.Get(ctx, key)
+	e, ok, err := c.store.Get(ctx, *key)
 	if err != nil {
 		c.emit(ctx, llm.EventCacheError, req, err)
 	}
@@ -281,7 +280,7 @@ type flight struct {
 
 // coalesced makes req the leader of a flight for key, or waits for the
 // flight already in the air.
-func (cl *client) coalesced(ctx context.Context, req *llm.Request, key Key) (*llm.Response, error) {
+func (cl *client) coalesced(ctx context.Context, req *llm.Request, key *Key) (*llm.Response, error) {
 	c := cl.c
 	s := c.shard(key)
 	for {
@@ -297,7 +296,7 @@ func (cl *client) coalesced(ctx context.Context, req *llm.Request, key Key) (*ll
 			if slot >= 0 {
 				s.fs[slot] = f
 			} else {
-				s.m[key] = f
+				s.m[*key] = f
 			}
 		}
 		s.mu.Unlock()
@@ -320,7 +319,7 @@ func (cl *client) coalesced(ctx context.Context, req *llm.Request, key Key) (*ll
 // call asks the wrapped client and stores a storable answer. When s is
 // set, req leads the flight for key registered in s, and call hands the
 // outcome to its followers.
-func (cl *client) call(ctx context.Context, req *llm.Request, key Key, s *flightShard) (resp *llm.Response, err error) {
+func (cl *client) call(ctx context.Context, req *llm.Request, key *Key, s *flightShard) (resp *llm.Response, err error) {
 	c := cl.c
 	if s == nil {
 		resp, err = cl.next.Generate(ctx, req)
@@ -367,14 +366,14 @@ func (cl *client) call(ctx context.Context, req *llm.Request, key Key, s *flight
 // land ends the flight for key in s: later misses start a new one, and its
 // followers, if any joined, wake to shared (or a copy of resp when the
 // answer was not stored), err or retry.
-func (c *Cache) land(s *flightShard, key Key, resp, shared *llm.Response, err error, retry bool) {
+func (c *Cache) land(s *flightShard, key *Key, resp, shared *llm.Response, err error, retry bool) {
 	s.mu.Lock()
 	f, slot, _ := s.find(key) // the leader's own entry: only the leader removes it
 	if slot >= 0 {
 		s.used &^= 1 << slot
 		s.fs[slot] = nil
 	} else {
-		delete(s.m, key)
+		delete(s.m, *key)
 	}
 	s.mu.Unlock()
 	if f == nil {
@@ -403,32 +402,17 @@ func copyShared(dst, resp *llm.Response) {
 	dst.Cached, dst.Quota, dst.Attempts = false, nil, 0
 }
 
-// ownedSetter is a Store that keeps its own copy of an answer without the
-// caller making one: it copies resp (its stored form) into storage it
-// made in advance and makes the entry later, off the caller's path, with
-// deadlines ttl and ttl + grace from then. Ristretto is one.
-type ownedSetter interface {
-	setOwned(key Key, resp *llm.Response, ttl, grace time.Duration)
-}
-
-// entryGetter is an in-process Store that returns its entry for key in
-// place (nil when it has none), to be read, never modified; it never fails.
-// Ristretto is one.
-type entryGetter interface {
-	getEntry(key Key) *Entry
-}
-
 // keep stores resp when the request and the answer allow it, and returns
 // the copy it stored, which followers may share, or nil when it stored
 // none.
-func (c *Cache) keep(ctx context.Context, req *llm.Request, key Key, resp *llm.Response) *llm.Response {
+func (c *Cache) keep(ctx context.Context, req *llm.Request, key *Key, resp *llm.Response) *llm.Response {
 	if req.Cache&llm.CacheSkipStore != 0 || resp.Degraded || !c.cfg.storable(resp) {
 		return nil
 	}
-	if c.owned != nil {
+	if c.rs != nil {
 		// The store copies the answer into its buffer; followers, if any,
 		// get a copy land makes.
-		c.owned.setOwned(key, resp, c.cfg.ttl, c.cfg.grace)
+		c.rs.setOwned(key, resp, c.cfg.ttl, c.cfg.grace)
 		c.emit(ctx, llm.EventCacheStore, req, nil)
 		return nil
 	}
@@ -436,7 +420,7 @@ func (c *Cache) keep(ctx context.Context, req *llm.Request, key Key, resp *llm.R
 	life := c.cfg.ttl + c.cfg.grace
 	expires, staleUntil := now.Add(c.cfg.ttl), now.Add(life)
 	shared := sharedCopy(resp)
-	if err := c.store.Set(ctx, key, Entry{Response: shared, Expires: expires, StaleUntil: staleUntil}, life); err != nil {
+	if err := c.store.Set(ctx, *key, Entry{Response: shared, Expires: expires, StaleUntil: staleUntil}, life); err != nil {
 		c.emit(ctx, llm.EventCacheError, req, err)
 	} else {
 		c.emit(ctx, llm.EventCacheStore, req, nil)
@@ -487,8 +471,9 @@ func (c *Cache) Stale(ctx context.Context, req *llm.Request) (*llm.Response, boo
 		req.ValidateLimits(c.cfg.limits) != nil {
 		return nil, false
 	}
-	key, err := KeyOf(req)
-	if err != nil {
+	// Keys go down by pointer (see keyOf).
+	var key Key
+	if err := keyOf(req, &key); err != nil {
 		return nil, false
 	}
 	e, ok, err := c.store.Get(ctx, key)

@@ -99,19 +99,19 @@ func newIndex(maxItems int64) *index {
 
 // indexHash is the digest half the index places keys by: not the one
 // ristretto keys its items by (see ristrettoKey).
-func indexHash(k Key) uint64 { return binary.LittleEndian.Uint64(k.Digest[8:]) }
+func indexHash(k *Key) uint64 { return binary.LittleEndian.Uint64(k.Digest[8:]) }
 
-func (x *index) stripe(k Key) *indexStripe {
+func (x *index) stripe(k *Key) *indexStripe {
 	return &x.stripes[indexHash(k)%indexStripes]
 }
 
 // get returns the item for k, or nil.
-func (x *index) get(k Key) *ristrettoItem {
+func (x *index) get(k *Key) *ristrettoItem {
 	t := x.t.Load()
 	i := indexHash(k) & t.mask
 	b := &t.buckets[i]
 	for w := range b.ways {
-		if it := b.ways[w].Load(); it != nil && it.key == k {
+		if it := b.ways[w].Load(); it != nil && it.key == *k {
 			return it
 		}
 	}
@@ -120,14 +120,14 @@ func (x *index) get(k Key) *ristrettoItem {
 	}
 	st := x.stripe(k)
 	st.mu.Lock()
-	it := st.over[k]
+	it := st.over[*k]
 	st.mu.Unlock()
 	return it
 }
 
 // put makes it the item for its key, replacing any other.
 func (x *index) put(it *ristrettoItem) {
-	st := x.stripe(it.key)
+	st := x.stripe(&it.key)
 	st.mu.Lock()
 	t := x.t.Load() // stable while a stripe is locked
 	added := x.place(t, st, it)
@@ -145,7 +145,7 @@ func (x *index) put(it *ristrettoItem) {
 // of its bucket, or in the stripe's map. It reports whether it added an
 // item (rather than replacing one). st, its stripe, is locked.
 func (x *index) place(t *indexTable, st *indexStripe, it *ristrettoItem) (added bool) {
-	i := indexHash(it.key) & t.mask
+	i := indexHash(&it.key) & t.mask
 	b := &t.buckets[i]
 	free := -1
 	for w := range b.ways {
@@ -212,11 +212,11 @@ func (x *index) remove(it *ristrettoItem) {
 	if it == nil {
 		return
 	}
-	st := x.stripe(it.key)
+	st := x.stripe(&it.key)
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	t := x.t.Load()
-	i := indexHash(it.key) & t.mask
+	i := indexHash(&it.key) & t.mask
 	b := &t.buckets[i]
 	for w := range b.ways {
 		if b.ways[w].Load() == it {

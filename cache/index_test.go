@@ -24,6 +24,9 @@ func spread(n uint64) Key { return ikey(n, (n+1)*0x9e3779b97f4a7c15) }
 
 func item(k Key) *ristrettoItem { return &ristrettoItem{key: k} }
 
+// lookup is get for a key by value.
+func (x *index) lookup(k Key) *ristrettoItem { return x.get(&k) }
+
 // checkIndex checks x's bookkeeping against its contents: every stripe's
 // count, every bucket's spill count, no key twice.
 func checkIndex(t *testing.T, x *index) {
@@ -38,7 +41,7 @@ func checkIndex(t *testing.T, x *index) {
 				if seen[it.key] {
 					t.Fatalf("key %v twice in the index", it.key)
 				}
-				if got := indexHash(it.key) & tb.mask; got != uint64(i) {
+				if got := indexHash(&it.key) & tb.mask; got != uint64(i) {
 					t.Fatalf("key in bucket %d belongs in %d", i, got)
 				}
 				seen[it.key] = true
@@ -53,7 +56,7 @@ func checkIndex(t *testing.T, x *index) {
 			}
 			seen[k] = true
 			counts[s]++
-			spills[indexHash(k)&tb.mask]++
+			spills[indexHash(&k)&tb.mask]++
 		}
 		if counts[s] != x.stripes[s].n {
 			t.Fatalf("stripe %d holds %d items, counts %d", s, counts[s], x.stripes[s].n)
@@ -71,25 +74,25 @@ func TestIndexPutGetRemove(t *testing.T) {
 	a1, a2, b := item(spread(1)), item(spread(1)), item(spread(2))
 	x.put(a1)
 	x.put(b)
-	if x.get(a1.key) != a1 || x.get(b.key) != b || x.get(spread(3)) != nil {
+	if x.lookup(a1.key) != a1 || x.lookup(b.key) != b || x.lookup(spread(3)) != nil {
 		t.Fatal("get does not return what was put")
 	}
 	x.put(a2) // same key: replaces
-	if x.get(a1.key) != a2 || x.len() != 2 {
-		t.Fatalf("after a replacing put: get %p (want %p), len %d (want 2)", x.get(a1.key), a2, x.len())
+	if x.lookup(a1.key) != a2 || x.len() != 2 {
+		t.Fatalf("after a replacing put: get %p (want %p), len %d (want 2)", x.lookup(a1.key), a2, x.len())
 	}
 	x.remove(a1) // replaced already: nothing happens
-	if x.get(a1.key) != a2 {
+	if x.lookup(a1.key) != a2 {
 		t.Fatal("removing a replaced item removed its replacement")
 	}
 	x.remove(a2)
 	x.remove(nil)
-	if x.get(a1.key) != nil || x.len() != 1 {
-		t.Fatalf("after remove: get %p, len %d; want nil, 1", x.get(a1.key), x.len())
+	if x.lookup(a1.key) != nil || x.len() != 1 {
+		t.Fatalf("after remove: get %p, len %d; want nil, 1", x.lookup(a1.key), x.len())
 	}
 	checkIndex(t, x)
 	x.clear()
-	if x.get(b.key) != nil || x.len() != 0 {
+	if x.lookup(b.key) != nil || x.len() != 0 {
 		t.Fatal("clear left an item")
 	}
 	checkIndex(t, x)
@@ -110,20 +113,20 @@ func TestIndexSpill(t *testing.T) {
 		t.Fatalf("spill count %d, want %d", got, n-indexWays)
 	}
 	for i, it := range its {
-		if x.get(it.key) != it {
+		if x.lookup(it.key) != it {
 			t.Fatalf("item %d not found", i)
 		}
 	}
 	// Replace one in the map and one in a way; remove others.
 	r := item(its[n-1].key)
 	x.put(r)
-	if x.get(r.key) != r || x.len() != n {
+	if x.lookup(r.key) != r || x.len() != n {
 		t.Fatal("replacing a spilled item")
 	}
 	x.remove(its[n-1]) // replaced: no effect
 	x.remove(its[0])   // in a way: frees it
 	x.remove(its[n-2]) // in the map
-	if x.get(its[0].key) != nil || x.get(its[n-2].key) != nil || x.get(r.key) != r || x.len() != n-2 {
+	if x.lookup(its[0].key) != nil || x.lookup(its[n-2].key) != nil || x.lookup(r.key) != r || x.len() != n-2 {
 		t.Fatal("removals in a spilled bucket")
 	}
 	checkIndex(t, x)
@@ -152,7 +155,7 @@ func TestIndexGrows(t *testing.T) {
 		t.Fatalf("after %d items the table has %d buckets, want its bound %d (>= %d)", n, got, x.max, n/2)
 	}
 	for i, it := range its {
-		if x.get(it.key) != it {
+		if x.lookup(it.key) != it {
 			t.Fatalf("item %d lost in a doubling", i)
 		}
 	}
@@ -195,7 +198,7 @@ func TestIndexConcurrent(t *testing.T) {
 					return
 				default:
 				}
-				if it := x.get(spread(i % (writers * each))); it != nil && it.key != spread(i%(writers*each)) {
+				if it := x.lookup(spread(i % (writers * each))); it != nil && it.key != spread(i%(writers*each)) {
 					t.Error("get returned another key's item")
 					return
 				}
@@ -209,19 +212,19 @@ func TestIndexConcurrent(t *testing.T) {
 				k := spread(uint64(w)*each + i)
 				a, b := item(k), item(k)
 				x.put(a)
-				if x.get(k) != a {
+				if x.lookup(k) != a {
 					t.Errorf("key %d: put item not found", i)
 					return
 				}
 				x.put(b)
 				x.remove(a)
-				if x.get(k) != b {
+				if x.lookup(k) != b {
 					t.Errorf("key %d: replacement lost", i)
 					return
 				}
 				if i%2 == 0 {
 					x.remove(b)
-					if x.get(k) != nil {
+					if x.lookup(k) != nil {
 						t.Errorf("key %d: removed item found", i)
 						return
 					}
@@ -272,8 +275,8 @@ func TestRistrettoIndexFollowsRistretto(t *testing.T) {
 	held := 0
 	for i := range uint64(n) {
 		k := spread(i)
-		it := small.index.get(k)
-		v, inRistretto := small.c.Get(ristrettoKey(k))
+		it := small.index.lookup(k)
+		v, inRistretto := small.c.Get(ristrettoKey(&k))
 		if it != nil && (!inRistretto || v != it) {
 			t.Fatalf("key %d is in the index but not (as that item) in ristretto", i)
 		}
@@ -330,7 +333,7 @@ func TestRistrettoAdmissionHearsLookups(t *testing.T) {
 	st.Wait()
 	kept := 0
 	for i := range uint64(hot) {
-		if st.index.get(spread(i)) != nil {
+		if st.index.lookup(spread(i)) != nil {
 			kept++
 		}
 	}

@@ -79,33 +79,40 @@ var scratchPool = sync.Pool{New: func() any { return &scratch{buf: make([]byte, 
 // request, pooled otherwise) and hashed in one shot, so a key costs no
 // allocation.
 func KeyOf(req *llm.Request) (Key, error) {
+	var k Key
+	err := keyOf(req, &k)
+	return k, err
+}
+
+// keyOf is KeyOf writing the key into *k: the middleware passes its keys
+// by pointer, since a Key copied by value is read back with wider loads
+// than the stores that wrote it, which stalls the CPU's store forwarding.
+func keyOf(req *llm.Request, k *Key) error {
 	if len(req.Extra) == 0 && smallEncoding(req) {
 		var arr [stackBuf]byte
 		n := encodeSmall(&arr, req)
-		return sum(arr[:n], req.Tenant), nil
+		sum(k, arr[:n], req.Tenant)
+		return nil
 	}
 	sc := scratchPool.Get().(*scratch)
 	b, err := appendEncoding(sc.buf[:0], req, &sc.keys)
-	var k Key
 	if err == nil {
-		k = sum(b, req.Tenant)
+		sum(k, b, req.Tenant)
 	}
 	if cap(b) <= maxPooled {
 		sc.buf = b
 	}
 	scratchPool.Put(sc)
-	return k, err
+	return err
 }
 
-// sum hashes an encoding into a Key: XXH3-128 of the encoding, and XXH3-64
-// of the tenant alone for the scope.
-func sum(b []byte, tenant string) Key {
-	var k Key
+// sum hashes an encoding into k: XXH3-128 of the encoding, and XXH3-64 of
+// the tenant alone for the scope.
+func sum(k *Key, b []byte, tenant string) {
 	h := xxh3.Hash128(b)
 	binary.LittleEndian.PutUint64(k.Digest[:8], h.Lo)
 	binary.LittleEndian.PutUint64(k.Digest[8:], h.Hi)
 	binary.LittleEndian.PutUint64(k.Scope[:], xxh3.HashString(tenant))
-	return k
 }
 
 // smallEncoding reports whether req's encoding surely fits stackBuf: a

@@ -67,11 +67,7 @@ type Ristretto struct {
 	ttl     bool
 }
 
-var (
-	_ Store       = (*Ristretto)(nil)
-	_ ownedSetter = (*Ristretto)(nil)
-	_ entryGetter = (*Ristretto)(nil)
-)
+var _ Store = (*Ristretto)(nil)
 
 // ristrettoItem keeps the whole key next to the entry: ristretto identifies
 // items by 64 bits of it, and Get checks the rest. It is stored by pointer:
@@ -130,11 +126,11 @@ func NewRistretto(cfg RistrettoConfig) (*Ristretto, error) {
 	return r, nil
 }
 
-func ristrettoKey(k Key) uint64 { return binary.LittleEndian.Uint64(k.Digest[:8]) }
+func ristrettoKey(k *Key) uint64 { return binary.LittleEndian.Uint64(k.Digest[:8]) }
 
 // Get returns the entry for key, whatever its deadlines say.
 func (r *Ristretto) Get(_ context.Context, key Key) (Entry, bool, error) {
-	if e := r.getEntry(key); e != nil {
+	if e := r.getEntry(&key); e != nil {
 		return *e, true, nil
 	}
 	return Entry{}, false, nil
@@ -142,7 +138,7 @@ func (r *Ristretto) Get(_ context.Context, key Key) (Entry, bool, error) {
 
 // accessSample is one over the fraction of lookups ristretto's admission
 // policy hears of; see getEntry.
-const accessSample = 8
+const accessSample = 16
 
 // getEntry returns the stored entry for key in place, or nil.
 //
@@ -156,7 +152,7 @@ const accessSample = 8
 // ristretto's ~50 ns Get (a shard's read lock, written by every core that
 // reads the shard, and a push to its access buffer) off seven lookups in
 // eight.
-func (r *Ristretto) getEntry(key Key) *Entry {
+func (r *Ristretto) getEntry(key *Key) *Entry {
 	if rand.Uint32()%accessSample == 0 {
 		r.c.Get(ristrettoKey(key))
 	}
@@ -196,7 +192,7 @@ type ownedItem struct {
 // of the answer in one allocation) and stamps its deadlines when it takes
 // the batch, microseconds later. Answers bigger than MaxItemBytes are
 // skipped.
-func (r *Ristretto) setOwned(key Key, resp *llm.Response, ttl, grace time.Duration) {
+func (r *Ristretto) setOwned(key *Key, resp *llm.Response, ttl, grace time.Duration) {
 	if ttl <= 0 {
 		return
 	}
@@ -209,7 +205,7 @@ func (r *Ristretto) setOwned(key Key, resp *llm.Response, ttl, grace time.Durati
 	if p == nil { // the shard is full: this caller applies it
 		p = new(pendingSet)
 	}
-	p.key, p.fresh, p.life, p.cost = key, ttl, ttl+grace, cost
+	p.key, p.fresh, p.life, p.cost = *key, ttl, ttl+grace, cost
 	copyShared(&p.resp, resp)
 	if slot == nil {
 		r.buf.overflow(s, p)
@@ -236,9 +232,9 @@ func (r *Ristretto) apply(batch []pendingSet, now time.Time) {
 		r.index.put(it)
 		var ok bool
 		if r.ttl {
-			ok = r.c.SetWithTTL(ristrettoKey(it.key), it, p.cost, p.life)
+			ok = r.c.SetWithTTL(ristrettoKey(&it.key), it, p.cost, p.life)
 		} else {
-			ok = r.c.Set(ristrettoKey(it.key), it, p.cost)
+			ok = r.c.Set(ristrettoKey(&it.key), it, p.cost)
 		}
 		if !ok {
 			r.index.remove(it)

@@ -143,7 +143,7 @@ func (b *setBuffer) start() {
 // holds setShardCap sets or its cost would pass maxBytes (a set costing
 // more than maxBytes never fits). The caller fills the slot and calls
 // release.
-func (b *setBuffer) slot(key Key, cost int64) (*setShard, *pendingSet) {
+func (b *setBuffer) slot(key *Key, cost int64) (*setShard, *pendingSet) {
 	s := &b.shards[key.Digest[9]%setShards]
 	s.mu.Lock()
 	if len(s.buf) == setShardCap || s.bytes+cost > b.maxBytes {
@@ -172,7 +172,7 @@ func (b *setBuffer) release(s *setShard, cost int64) {
 // add buffers p, or, when its shard is full, applies the shard's batch and
 // then p.
 func (b *setBuffer) add(p *pendingSet) {
-	s, slot := b.slot(p.key, p.cost)
+	s, slot := b.slot(&p.key, p.cost)
 	if slot == nil {
 		b.overflow(s, p)
 		return
