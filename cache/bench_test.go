@@ -334,3 +334,77 @@ func BenchmarkKey(b *testing.B) {
 		})
 	}
 }
+
+// addedBlock is how many calls BenchmarkMissAdded makes of each kind in
+// turn: ~100 µs of each, far shorter than the minutes over which a shared
+// VM's speed drifts, far longer than a clock read.
+const addedBlock = 32
+
+// BenchmarkMissAdded measures what a miss adds to its caller's CPU time
+// more robustly than BenchmarkMissPaced/X minus /bare, whose rows run
+// seconds apart on a machine whose speed drifts by ±30% over minutes. Each
+// op makes addedBlock calls of the paced client alone, then addedBlock
+// misses through the middleware over it, reading the thread's CPU time
+// around each block (the goroutine is locked to its thread): added-ns/miss
+// is the difference per call, bare-ns/call the client alone. ns/op is per
+// pair of blocks. Stores as in BenchmarkMiss.
+func BenchmarkMissAdded(b *testing.B) {
+	answer := &llm.Response{Text: "Paris.", FinishReason: llm.FinishStop}
+	next := llm.ClientFunc(func(context.Context, *llm.Request) (*llm.Response, error) {
+		spinSink.Add(spin(2400))
+		return answer.Clone(), nil
+	})
+	reqs := make([]*llm.Request, 4096)
+	for i := range reqs {
+		reqs[i] = benchReq()
+		reqs[i].MaxTokens = i + 1
+	}
+	ctx := context.Background()
+	for _, mode := range []struct {
+		name  string
+		store func(testing.TB) Store
+		fresh bool // a new key every call
+	}{
+		{"discard", func(testing.TB) Store { return discardStore{} }, false},
+		{"ristretto", tinyRistretto, false},
+		{"ristretto-admit", func(tb testing.TB) Store { return newRistrettoT(tb, RistrettoConfig{}) }, true},
+	} {
+		b.Run(mode.name, func(b *testing.B) {
+			st := mode.store(b)
+			mw, _ := Middleware(st)
+			c := mw(next)
+			fresh := benchReq()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			var bare, cached int64
+			calls, i := 0, 0
+			for b.Loop() {
+				t0, ok0 := threadCPU()
+				for j := range addedBlock {
+					next.Generate(ctx, reqs[(i+j)%len(reqs)])
+				}
+				t1, ok1 := threadCPU()
+				for range addedBlock {
+					req := reqs[i%len(reqs)]
+					if mode.fresh {
+						fresh.MaxTokens = i + 1
+						req = fresh
+					}
+					if _, err := c.Generate(ctx, req); err != nil {
+						b.Fatal(err)
+					}
+					i++
+				}
+				t2, ok2 := threadCPU()
+				if !ok0 || !ok1 || !ok2 {
+					b.Skip("no thread CPU clock here")
+				}
+				bare += t1 - t0
+				cached += t2 - t1
+				calls += addedBlock
+			}
+			b.ReportMetric(float64(cached-bare)/float64(calls), "added-ns/miss")
+			b.ReportMetric(float64(bare)/float64(calls), "bare-ns/call")
+		})
+	}
+}
