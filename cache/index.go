@@ -30,36 +30,49 @@ import (
 // does not count, except the ones waiting in the set buffer, which that
 // buffer bounds.
 //
-// The index is a table of buckets of indexWays item pointers, read with
-// atomic loads. A bucket that fills spills its further items into a map
-// of its stripe's; spill counts them by bucket, so that a lookup takes the
-// stripe's lock only in a bucket that has spilled. Writers (sets,
-// ristretto's callbacks) take the stripe's lock. The table starts small
-// and doubles when it holds twice as many items as buckets, so that its
-// memory follows what the store holds (a 64 MiB store of 32 KiB answers
-// needs 32 KiB of index, of 200-byte answers a few MiB): a doubling locks
-// every stripe and moves every item, once per doubling in the store's
-// life. A lookup that raced with one reads the table it loaded, which was
-// complete when it was replaced.
+// The index is a table of 64-byte buckets (one cache line each) of
+// indexWays item pointers and a tag byte per way, read with atomic loads:
+// a lookup reads its bucket's line, dereferences only the items whose tag
+// matches its key's (one in 255 of the others, by chance), and so costs
+// one cache line on a miss however full the bucket. A bucket that fills
+// spills its further items into a map of its stripe's; its spill count
+// (in the same line) says so, and a lookup takes the stripe's lock only
+// in a bucket that has spilled. Writers (the store's goroutine, ristretto's
+// callbacks) take the stripe's lock; they publish an item before its tag
+// and clear a tag before its item, so a reader that sees a tag sees its
+// item. The table starts small and doubles when it holds three items per
+// bucket, so that its memory follows what the store holds (a 64 MiB store
+// of 32 KiB answers needs a few KiB of index, of 200-byte answers a few
+// MiB): a doubling locks every stripe and moves every item, once per
+// doubling in the store's life. A lookup that raced with one reads the
+// table it loaded, which was complete when it was replaced.
 
-// indexWays is how many items a bucket holds in place: at two items per
-// bucket (the most before the table doubles), a bucket has 5 or more and
-// spills about 5% of the time, and at one, 0.4%.
-const indexWays = 4
+// indexWays is how many items a bucket holds in place: at three items per
+// bucket (the most before the table doubles) a bucket has 7 or more and
+// spills about 3% of the time, and at 1.5 (just after), 0.1%.
+const indexWays = 6
+
+// indexLoad is the most items per bucket before the table doubles.
+const indexLoad = 3
 
 // indexStripes is the number of writer locks (and spill maps). Tables
 // have a multiple of it buckets, so that a bucket stays in its stripe when
 // the table doubles.
 const indexStripes = 64
 
-// indexBucket is one bucket: 32 bytes, two to a cache line.
+// indexBucket is one bucket: one cache line.
 type indexBucket struct {
 	ways [indexWays]atomic.Pointer[ristrettoItem]
+	// tags holds a tag byte per way (byte w for way w), 0 when the way
+	// is empty.
+	tags atomic.Uint64
+	// spill counts the bucket's items in its stripe's map.
+	spill atomic.Int32
+	_     [4]byte
 }
 
 type indexTable struct {
 	buckets []indexBucket
-	spill   []atomic.Int32 // items of the bucket in its stripe's map
 	mask    uint64
 }
 
@@ -78,12 +91,12 @@ type index struct {
 
 // Index sizes, in buckets.
 const (
-	minIndexBuckets = 256
-	maxIndexBuckets = 1 << 22
+	minIndexBuckets = 128
+	maxIndexBuckets = 1 << 21
 )
 
 func newTable(n int) *indexTable {
-	return &indexTable{buckets: make([]indexBucket, n), spill: make([]atomic.Int32, n), mask: uint64(n - 1)}
+	return &indexTable{buckets: make([]indexBucket, n), mask: uint64(n - 1)}
 }
 
 // newIndex returns an empty index of minIndexBuckets buckets, which
@@ -105,17 +118,24 @@ func (x *index) stripe(k *Key) *indexStripe {
 	return &x.stripes[indexHash(k)%indexStripes]
 }
 
+// tagOf returns k's tag: a byte of its index hash the bucket number does
+// not use (the table has at most 2^21 buckets), never 0.
+func tagOf(k *Key) uint64 { return uint64(k.Digest[15])%255 + 1 }
+
 // get returns the item for k, or nil.
 func (x *index) get(k *Key) *ristrettoItem {
 	t := x.t.Load()
-	i := indexHash(k) & t.mask
-	b := &t.buckets[i]
-	for w := range b.ways {
-		if it := b.ways[w].Load(); it != nil && it.key == *k {
-			return it
+	b := &t.buckets[indexHash(k)&t.mask]
+	// Each byte of m is 0 where the way's tag is k's.
+	m := b.tags.Load() ^ tagOf(k)*0x0101010101010101
+	for w := range indexWays {
+		if m>>(8*w)&0xff == 0 {
+			if it := b.ways[w].Load(); it != nil && it.key == *k {
+				return it
+			}
 		}
 	}
-	if t.spill[i].Load() == 0 {
+	if b.spill.Load() == 0 {
 		return nil
 	}
 	st := x.stripe(k)
@@ -134,7 +154,7 @@ func (x *index) put(it *ristrettoItem) {
 	if added {
 		st.n++
 	}
-	grow := added && st.n > 2*len(t.buckets)/indexStripes && len(t.buckets) < x.max
+	grow := added && st.n > indexLoad*len(t.buckets)/indexStripes && len(t.buckets) < x.max
 	st.mu.Unlock()
 	if grow {
 		x.grow(t)
@@ -145,35 +165,37 @@ func (x *index) put(it *ristrettoItem) {
 // of its bucket, or in the stripe's map. It reports whether it added an
 // item (rather than replacing one). st, its stripe, is locked.
 func (x *index) place(t *indexTable, st *indexStripe, it *ristrettoItem) (added bool) {
-	i := indexHash(&it.key) & t.mask
-	b := &t.buckets[i]
+	b := &t.buckets[indexHash(&it.key)&t.mask]
+	tag := tagOf(&it.key)
+	tags := b.tags.Load()
 	free := -1
-	for w := range b.ways {
+	for w := range indexWays {
 		switch p := b.ways[w].Load(); {
 		case p == nil:
 			if free < 0 {
 				free = w
 			}
 		case p.key == it.key:
-			b.ways[w].Store(it)
+			b.ways[w].Store(it) // same key, same tag
 			return false
 		}
 	}
-	if t.spill[i].Load() > 0 {
+	if b.spill.Load() > 0 {
 		if _, ok := st.over[it.key]; ok {
 			st.over[it.key] = it
 			return false
 		}
 	}
 	if free >= 0 {
-		b.ways[free].Store(it)
+		b.ways[free].Store(it) // the item before its tag
+		b.tags.Store(tags&^(0xff<<(8*free)) | tag<<(8*free))
 		return true
 	}
 	if st.over == nil {
 		st.over = make(map[Key]*ristrettoItem)
 	}
 	st.over[it.key] = it
-	t.spill[i].Add(1)
+	b.spill.Add(1)
 	return true
 }
 
@@ -216,18 +238,18 @@ func (x *index) remove(it *ristrettoItem) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	t := x.t.Load()
-	i := indexHash(&it.key) & t.mask
-	b := &t.buckets[i]
+	b := &t.buckets[indexHash(&it.key)&t.mask]
 	for w := range b.ways {
 		if b.ways[w].Load() == it {
+			b.tags.Store(b.tags.Load() &^ (0xff << (8 * w))) // the tag before its item
 			b.ways[w].Store(nil)
 			st.n--
 			return
 		}
 	}
-	if t.spill[i].Load() > 0 && st.over[it.key] == it {
+	if b.spill.Load() > 0 && st.over[it.key] == it {
 		delete(st.over, it.key)
-		t.spill[i].Add(-1)
+		b.spill.Add(-1)
 		st.n--
 	}
 }

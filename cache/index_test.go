@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/llmkit/llmkit/llm"
 )
@@ -36,8 +37,14 @@ func checkIndex(t *testing.T, x *index) {
 	counts := make([]int, indexStripes)
 	spills := make([]int32, len(tb.buckets))
 	for i := range tb.buckets {
+		tags := tb.buckets[i].tags.Load()
 		for w := range tb.buckets[i].ways {
-			if it := tb.buckets[i].ways[w].Load(); it != nil {
+			it := tb.buckets[i].ways[w].Load()
+			tag := tags >> (8 * w) & 0xff
+			if (it == nil) != (tag == 0) || it != nil && tag != tagOf(&it.key) {
+				t.Fatalf("bucket %d way %d: item %v with tag %d", i, w, it != nil, tag)
+			}
+			if it != nil {
 				if seen[it.key] {
 					t.Fatalf("key %v twice in the index", it.key)
 				}
@@ -63,9 +70,15 @@ func checkIndex(t *testing.T, x *index) {
 		}
 	}
 	for i := range spills {
-		if got := tb.spill[i].Load(); got != spills[i] {
+		if got := tb.buckets[i].spill.Load(); got != spills[i] {
 			t.Fatalf("bucket %d: %d spilled items, spill count %d", i, spills[i], got)
 		}
+	}
+}
+
+func TestIndexBucketIsACacheLine(t *testing.T) {
+	if n := unsafe.Sizeof(indexBucket{}); n != 64 {
+		t.Fatalf("indexBucket is %d bytes, want one 64-byte cache line", n)
 	}
 }
 
@@ -109,7 +122,7 @@ func TestIndexSpill(t *testing.T) {
 		x.put(its[i])
 	}
 	tb := x.t.Load()
-	if got := tb.spill[42&tb.mask].Load(); got != n-indexWays {
+	if got := tb.buckets[42&tb.mask].spill.Load(); got != n-indexWays {
 		t.Fatalf("spill count %d, want %d", got, n-indexWays)
 	}
 	for i, it := range its {
@@ -132,7 +145,7 @@ func TestIndexSpill(t *testing.T) {
 	checkIndex(t, x)
 	x.put(item(ikey(1000, 42))) // takes the freed way
 	checkIndex(t, x)
-	if got := x.t.Load().spill[42&tb.mask].Load(); got != n-indexWays-1 {
+	if got := x.t.Load().buckets[42&tb.mask].spill.Load(); got != n-indexWays-1 {
 		t.Fatalf("spill count %d, want %d", got, n-indexWays-1)
 	}
 }
@@ -151,8 +164,8 @@ func TestIndexGrows(t *testing.T) {
 		x.put(its[i])
 	}
 	got := len(x.t.Load().buckets)
-	if got != x.max || got < n/2 {
-		t.Fatalf("after %d items the table has %d buckets, want its bound %d (>= %d)", n, got, x.max, n/2)
+	if got > x.max || got < n/indexLoad {
+		t.Fatalf("after %d items the table has %d buckets, want %d to %d", n, got, n/indexLoad, x.max)
 	}
 	for i, it := range its {
 		if x.lookup(it.key) != it {

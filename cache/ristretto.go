@@ -78,8 +78,15 @@ type ristrettoItem struct {
 	e   Entry
 }
 
-// itemOverhead approximates the bytes an entry takes besides its strings.
-const itemOverhead = int64(unsafe.Sizeof(ristrettoItem{}) + unsafe.Sizeof(llm.Response{}))
+// itemOverhead approximates the bytes an entry takes besides its strings:
+// the item, the answer's copy, and its share of the index (a 64-byte
+// bucket holds 1.5 to 3 items; see index.go), so that MaxCost bounds the
+// index too.
+const itemOverhead = int64(unsafe.Sizeof(ristrettoItem{})+unsafe.Sizeof(llm.Response{})) + indexBytesPerItem
+
+// indexBytesPerItem is the most index memory an item takes: one 64-byte
+// bucket per 1.5 items just after the table doubles.
+const indexBytesPerItem = 43
 
 // NewRistretto returns an in-process store.
 func NewRistretto(cfg RistrettoConfig) (*Ristretto, error) {
@@ -98,9 +105,9 @@ func NewRistretto(cfg RistrettoConfig) (*Ristretto, error) {
 	if cfg.Name == "" {
 		cfg.Name = "ristretto"
 	}
-	// The index grows to a bucket per two items expected: NumCounters is
-	// about ten times that many.
-	r := &Ristretto{index: newIndex(cfg.NumCounters / 10),
+	// The index may grow to a bucket per two of the most items MaxCost
+	// holds, each costing at least itemOverhead.
+	r := &Ristretto{index: newIndex(cfg.MaxCost / itemOverhead),
 		maxItem: cfg.MaxItemBytes, name: cfg.Name, ttl: cfg.ExpireInStore}
 	c, err := ristretto.NewCache(&ristretto.Config[uint64, *ristrettoItem]{
 		NumCounters: cfg.NumCounters,
