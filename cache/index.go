@@ -170,14 +170,16 @@ func (x *index) place(t *indexTable, st *indexStripe, it *ristrettoItem) (added 
 	tags := b.tags.Load()
 	free := -1
 	for w := range indexWays {
-		switch p := b.ways[w].Load(); {
-		case p == nil:
+		switch tags >> (8 * w) & 0xff {
+		case 0:
 			if free < 0 {
 				free = w
 			}
-		case p.key == it.key:
-			b.ways[w].Store(it) // same key, same tag
-			return false
+		case tag:
+			if p := b.ways[w].Load(); p.key == it.key {
+				b.ways[w].Store(it) // same key, same tag
+				return false
+			}
 		}
 	}
 	if b.spill.Load() > 0 {

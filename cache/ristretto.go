@@ -106,8 +106,10 @@ func NewRistretto(cfg RistrettoConfig) (*Ristretto, error) {
 		cfg.Name = "ristretto"
 	}
 	// The index may grow to a bucket per two of the most items MaxCost
-	// holds, each costing at least itemOverhead.
-	r := &Ristretto{index: newIndex(cfg.MaxCost / itemOverhead),
+	// holds, each costing at least itemOverhead, or of the items on their
+	// way to ristretto's admission policy (in this store's buffer, at most
+	// 1,024, and in ristretto's own, up to 32 Ki) if that is more.
+	r := &Ristretto{index: newIndex(max(cfg.MaxCost/itemOverhead, 8<<10)),
 		maxItem: cfg.MaxItemBytes, name: cfg.Name, ttl: cfg.ExpireInStore}
 	c, err := ristretto.NewCache(&ristretto.Config[uint64, *ristrettoItem]{
 		NumCounters: cfg.NumCounters,
