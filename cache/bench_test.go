@@ -349,11 +349,6 @@ const addedBlock = 32
 // is the difference per call, bare-ns/call the client alone. ns/op is per
 // pair of blocks. Stores as in BenchmarkMiss.
 func BenchmarkMissAdded(b *testing.B) {
-	answer := &llm.Response{Text: "Paris.", FinishReason: llm.FinishStop}
-	next := llm.ClientFunc(func(context.Context, *llm.Request) (*llm.Response, error) {
-		spinSink.Add(spin(2400))
-		return answer.Clone(), nil
-	})
 	reqs := make([]*llm.Request, 4096)
 	for i := range reqs {
 		reqs[i] = benchReq()
@@ -364,12 +359,22 @@ func BenchmarkMissAdded(b *testing.B) {
 		name  string
 		store func(testing.TB) Store
 		fresh bool // a new key every call
+		text  string
 	}{
-		{"discard", func(testing.TB) Store { return discardStore{} }, false},
-		{"ristretto", tinyRistretto, false},
-		{"ristretto-admit", func(tb testing.TB) Store { return newRistrettoT(tb, RistrettoConfig{}) }, true},
+		{"discard", func(testing.TB) Store { return discardStore{} }, false, "Paris."},
+		{"ristretto", tinyRistretto, false, "Paris."},
+		// A 64 MiB store full of the shortest answers (~250 bytes each
+		// with the entry's overhead): the most entries, the biggest index.
+		{"ristretto-admit", func(tb testing.TB) Store { return newRistrettoT(tb, RistrettoConfig{}) }, true, "Paris."},
+		// The same with 2 KiB answers, nearer what models write.
+		{"ristretto-admit-2KiB", func(tb testing.TB) Store { return newRistrettoT(tb, RistrettoConfig{}) }, true, strings.Repeat("x", 2<<10)},
 	} {
 		b.Run(mode.name, func(b *testing.B) {
+			answer := &llm.Response{Text: mode.text, FinishReason: llm.FinishStop}
+			next := llm.ClientFunc(func(context.Context, *llm.Request) (*llm.Response, error) {
+				spinSink.Add(spin(2400))
+				return answer.Clone(), nil
+			})
 			st := mode.store(b)
 			mw, _ := Middleware(st)
 			c := mw(next)

@@ -84,8 +84,9 @@ type ristrettoItem struct {
 // index too.
 const itemOverhead = int64(unsafe.Sizeof(ristrettoItem{})+unsafe.Sizeof(llm.Response{})) + indexBytesPerItem
 
-// indexBytesPerItem is the most index memory an item takes: one 64-byte
-// bucket per 1.5 items just after the table doubles.
+// indexBytesPerItem is the most index memory an item takes beyond the
+// table's first 8 KiB: one 64-byte bucket per 1.5 items just after the
+// table doubles.
 const indexBytesPerItem = 43
 
 // NewRistretto returns an in-process store.

@@ -20,7 +20,8 @@ import (
 // the store made in advance (a mutex and a copy, no allocation), and one
 // goroutine of the store moves the buffered sets into ristretto in batches:
 // it makes the items, stamps their deadlines with one clock reading per
-// batch and calls ristretto's Set. While sets keep coming it takes a
+// batch, puts them in the store's index (where lookups find them from then
+// on) and calls ristretto's Set. While sets keep coming it takes a
 // batch, lets the next gather for setBatchDelay or until a shard is half
 // full, and takes it; when a pass finds nothing it keeps looking every
 // setPoll for a while (setLingerPolls), so that sparse sets do not each
