@@ -174,9 +174,10 @@ func BenchmarkMiss(b *testing.B) {
 // goroutines keep up on the other core (callerSets/op near 0), so that
 // paced/X minus paced/bare is what a miss adds to its caller. At -cpu 1
 // the store's work is in ns/op too.
-func BenchmarkMissPaced(b *testing.B) {
-	benchMiss(b, func() { spinSink.Add(spin(2400)) })
-}
+func BenchmarkMissPaced(b *testing.B) { benchMiss(b, pacedWork) }
+
+// pacedWork is the paced client's ~3 µs of work.
+func pacedWork() { spinSink.Add(spin(2400)) }
 
 // spin does n dependent multiply-adds, a fixed amount of CPU work that no
 // compiler removes (its result is stored).
@@ -190,26 +191,54 @@ func spin(n int) uint64 {
 
 var spinSink atomic.Uint64
 
-func benchMiss(b *testing.B, work func()) {
-	answer := &llm.Response{Text: "Paris.", FinishReason: llm.FinishStop}
-	next := llm.ClientFunc(func(context.Context, *llm.Request) (*llm.Response, error) {
+// answering returns a client that does work and then answers text.
+func answering(text string, work func()) llm.Client {
+	answer := &llm.Response{Text: text, FinishReason: llm.FinishStop}
+	return llm.ClientFunc(func(context.Context, *llm.Request) (*llm.Response, error) {
 		work()
 		return answer.Clone(), nil
 	})
-	// Distinct requests, reused round-robin (rows with a store that keeps
-	// nothing) or a new key every call (ristretto-admit).
-	reqs := make([]*llm.Request, 4096)
-	for i := range reqs {
-		reqs[i] = benchReq()
-		reqs[i].MaxTokens = i + 1
+}
+
+// missReqs are the miss benchmarks' requests: distinct, reused
+// round-robin (rows whose store keeps nothing) unless a row asks for a new
+// key every call (see the method).
+type missReqs struct {
+	all   []*llm.Request
+	fresh *llm.Request
+}
+
+func newMissReqs() *missReqs {
+	m := &missReqs{all: make([]*llm.Request, 4096), fresh: benchReq()}
+	for i := range m.all {
+		m.all[i] = benchReq()
+		m.all[i].MaxTokens = i + 1
 	}
+	return m
+}
+
+// at returns the request of call i: a new key every call with fresh.
+func (m *missReqs) at(i int, fresh bool) *llm.Request {
+	if fresh {
+		m.fresh.MaxTokens = i + 1
+		return m.fresh
+	}
+	return m.all[i%len(m.all)]
+}
+
+// bigRistretto is the default 64 MiB store.
+func bigRistretto(tb testing.TB) Store { return newRistrettoT(tb, RistrettoConfig{}) }
+
+func benchMiss(b *testing.B, work func()) {
+	next := answering("Paris.", work)
+	reqs := newMissReqs()
 	ctx := context.Background()
 	b.Run("bare", func(b *testing.B) {
 		b.ReportAllocs()
 		defer callerCPU(b)()
 		i := 0
 		for b.Loop() {
-			next.Generate(ctx, reqs[i%len(reqs)])
+			next.Generate(ctx, reqs.at(i, false))
 			i++
 		}
 	})
@@ -224,23 +253,17 @@ func benchMiss(b *testing.B, work func()) {
 		// every call is a miss that sets.
 		{"ristretto", tinyRistretto, nil, false},
 		{"ristretto-nocoalesce", tinyRistretto, []Option{WithoutCoalescing()}, false},
-		{"ristretto-admit", func(tb testing.TB) Store { return newRistrettoT(tb, RistrettoConfig{}) }, nil, true},
+		{"ristretto-admit", bigRistretto, nil, true},
 	} {
 		b.Run(mode.name, func(b *testing.B) {
 			st := mode.store(b)
 			mw, _ := Middleware(st, mode.opts...)
 			c := mw(next)
-			fresh := benchReq()
 			b.ReportAllocs()
 			defer callerCPU(b)()
 			i := 0
 			for b.Loop() {
-				req := reqs[i%len(reqs)]
-				if mode.fresh {
-					fresh.MaxTokens = i + 1
-					req = fresh
-				}
-				if _, err := c.Generate(ctx, req); err != nil {
+				if _, err := c.Generate(ctx, reqs.at(i, mode.fresh)); err != nil {
 					b.Fatal(err)
 				}
 				i++
@@ -349,11 +372,7 @@ const addedBlock = 32
 // is the difference per call, bare-ns/call the client alone. ns/op is per
 // pair of blocks. Stores as in BenchmarkMiss.
 func BenchmarkMissAdded(b *testing.B) {
-	reqs := make([]*llm.Request, 4096)
-	for i := range reqs {
-		reqs[i] = benchReq()
-		reqs[i].MaxTokens = i + 1
-	}
+	reqs := newMissReqs()
 	ctx := context.Background()
 	for _, mode := range []struct {
 		name  string
@@ -365,20 +384,15 @@ func BenchmarkMissAdded(b *testing.B) {
 		{"ristretto", tinyRistretto, false, "Paris."},
 		// A 64 MiB store full of the shortest answers (~250 bytes each
 		// with the entry's overhead): the most entries, the biggest index.
-		{"ristretto-admit", func(tb testing.TB) Store { return newRistrettoT(tb, RistrettoConfig{}) }, true, "Paris."},
+		{"ristretto-admit", bigRistretto, true, "Paris."},
 		// The same with 2 KiB answers, nearer what models write.
-		{"ristretto-admit-2KiB", func(tb testing.TB) Store { return newRistrettoT(tb, RistrettoConfig{}) }, true, strings.Repeat("x", 2<<10)},
+		{"ristretto-admit-2KiB", bigRistretto, true, strings.Repeat("x", 2<<10)},
 	} {
 		b.Run(mode.name, func(b *testing.B) {
-			answer := &llm.Response{Text: mode.text, FinishReason: llm.FinishStop}
-			next := llm.ClientFunc(func(context.Context, *llm.Request) (*llm.Response, error) {
-				spinSink.Add(spin(2400))
-				return answer.Clone(), nil
-			})
+			next := answering(mode.text, pacedWork)
 			st := mode.store(b)
 			mw, _ := Middleware(st)
 			c := mw(next)
-			fresh := benchReq()
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
 			var bare, cached int64
@@ -386,16 +400,11 @@ func BenchmarkMissAdded(b *testing.B) {
 			for b.Loop() {
 				t0, ok0 := threadCPU()
 				for j := range addedBlock {
-					next.Generate(ctx, reqs[(i+j)%len(reqs)])
+					next.Generate(ctx, reqs.at(i+j, false))
 				}
 				t1, ok1 := threadCPU()
 				for range addedBlock {
-					req := reqs[i%len(reqs)]
-					if mode.fresh {
-						fresh.MaxTokens = i + 1
-						req = fresh
-					}
-					if _, err := c.Generate(ctx, req); err != nil {
+					if _, err := c.Generate(ctx, reqs.at(i, mode.fresh)); err != nil {
 						b.Fatal(err)
 					}
 					i++

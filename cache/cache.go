@@ -471,9 +471,8 @@ func (c *Cache) Stale(ctx context.Context, req *llm.Request) (*llm.Response, boo
 		req.ValidateLimits(c.cfg.limits) != nil {
 		return nil, false
 	}
-	// Keys go down by pointer (see keyOf).
-	var key Key
-	if err := keyOf(req, &key); err != nil {
+	key, err := KeyOf(req)
+	if err != nil {
 		return nil, false
 	}
 	e, ok, err := c.store.Get(ctx, key)

@@ -18,18 +18,17 @@ import (
 // ristretto's admission policy of a random sample of lookups (see
 // Ristretto.getEntry).
 //
-// The index holds only items ristretto holds, or is about to be handed:
-//   - an item enters the index when it is set, before it is buffered for
-//     ristretto (so it is served at once, while the buffer's drainer takes
-//     its time);
+// The index holds only items ristretto holds, or has been handed and not
+// yet admitted:
+//   - an item enters the index when the store's goroutine hands it to
+//     ristretto, just before ristretto's Set (see Ristretto.apply);
 //   - it leaves when ristretto lets it go (OnExit: rejected by the
 //     admission policy, evicted, replaced, expired with ExpireInStore),
 //     when ristretto drops the set, and when the store closes.
 //
-// So the index never keeps an answer alive that the store's memory bound
-// does not count, except the ones waiting in the set buffer, which that
-// buffer bounds.
-//
+// So the index never keeps an answer alive that ristretto does not: those
+// waiting for its admission policy sit in its own bounded set buffer too.
+
 // The index is a table of 64-byte buckets (one cache line each) of
 // indexWays item pointers and a tag byte per way, read with atomic loads:
 // a lookup reads its bucket's line, dereferences only the items whose tag
@@ -42,8 +41,8 @@ import (
 // and clear a tag before its item, so a reader that sees a tag sees its
 // item. The table starts small and doubles when it holds three items per
 // bucket, so that its memory follows what the store holds (a 64 MiB store
-// of 32 KiB answers needs a few KiB of index, of 200-byte answers a few
-// MiB): a doubling locks every stripe and moves every item, once per
+// of 32 KiB answers needs 64 KiB of index, of 250-byte answers 8 MiB): a
+// doubling locks every stripe and moves every item, once per
 // doubling in the store's life. A lookup that raced with one reads the
 // table it loaded, which was complete when it was replaced.
 
@@ -266,15 +265,4 @@ func (x *index) clear() {
 		x.stripes[i].over, x.stripes[i].n = nil, 0
 		x.stripes[i].mu.Unlock()
 	}
-}
-
-// len returns how many items the index holds.
-func (x *index) len() int {
-	n := 0
-	for i := range x.stripes {
-		x.stripes[i].mu.Lock()
-		n += x.stripes[i].n
-		x.stripes[i].mu.Unlock()
-	}
-	return n
 }

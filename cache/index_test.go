@@ -25,6 +25,17 @@ func spread(n uint64) Key { return ikey(n, (n+1)*0x9e3779b97f4a7c15) }
 
 func item(k Key) *ristrettoItem { return &ristrettoItem{key: k} }
 
+// len returns how many items the index holds (its stripes' counts).
+func (x *index) len() int {
+	n := 0
+	for i := range x.stripes {
+		x.stripes[i].mu.Lock()
+		n += x.stripes[i].n
+		x.stripes[i].mu.Unlock()
+	}
+	return n
+}
+
 // lookup is get for a key by value.
 func (x *index) lookup(k Key) *ristrettoItem { return x.get(&k) }
 
