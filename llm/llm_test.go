@@ -2,6 +2,7 @@ package llm_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -64,6 +65,34 @@ func TestValidateRules(t *testing.T) {
 		{"system prompt counts toward size", func(r *llm.Request) { r.System = big }, "request content too large"},
 		{"extra text counts toward size", func(r *llm.Request) {
 			r.Extra = map[string]any{"metadata": map[string]any{"notes": []any{big}}}
+		}, "request content too large"},
+		// Extra built in Go rather than decoded from JSON: any type.
+		{"extra raw JSON counts toward size", func(r *llm.Request) {
+			r.Extra = map[string]any{"schema": json.RawMessage(big)}
+		}, "request content too large"},
+		{"extra map of strings counts toward size", func(r *llm.Request) {
+			r.Extra = map[string]any{"metadata": map[string]string{"notes": big}}
+		}, "request content too large"},
+		{"extra slice of maps counts toward size", func(r *llm.Request) {
+			r.Extra = map[string]any{"tools": []map[string]any{{"description": big}}}
+		}, "request content too large"},
+		{"extra struct counts toward size", func(r *llm.Request) {
+			r.Extra = map[string]any{"tool": struct{ Description *string }{&big}}
+		}, "request content too large"},
+		{"extra nested too deep", func(r *llm.Request) {
+			var v any = "x"
+			for range 40 {
+				v = []any{v}
+			}
+			r.Extra = map[string]any{"deep": v}
+		}, "request content too large"},
+		{"extra sharing its parts is not walked forever", func(r *llm.Request) {
+			// 2^30 paths through one small map each level reuses.
+			var v any = map[string]any{}
+			for range 30 {
+				v = map[string]any{"a": v, "b": v}
+			}
+			r.Extra = map[string]any{"dag": v}
 		}, "request content too large"},
 		{"too many messages", func(r *llm.Request) {
 			r.Messages = make([]llm.Message, llm.DefaultLimits.MaxMessages+1)

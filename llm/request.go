@@ -1,6 +1,10 @@
 package llm
 
-import "unicode/utf8"
+import (
+	"math"
+	"reflect"
+	"unicode/utf8"
+)
 
 // Role is the author of a Message.
 type Role string
@@ -124,14 +128,40 @@ func (r *Request) PromptText() string {
 
 // ContentBytes returns the number of bytes of text the request carries:
 // the system prompt, every message, every stop sequence, and the names and
-// text of Extra (strings and byte slices, also inside nested []any and
-// map[string]any values, as JSON decodes them; other values count 8 bytes).
+// size of Extra's values, estimated as their JSON encoding would be:
+// strings and byte slices by their length, containers (slices, arrays,
+// maps, structs, of any type) by their elements plus a byte or two of
+// punctuation each, anything else as 8 bytes.
+// It walks every value; ValidateLimits stops walking once the count passes
+// its limit.
 func (r *Request) ContentBytes() int {
-	n := r.textBytes()
-	for k, v := range r.Extra {
-		n += len(k) + extraBytes(v, 0)
-	}
+	n, _ := r.contentBytes(maxCount)
 	return n
+}
+
+// maxCount is the largest limit contentBytes takes, so that counting past
+// it cannot overflow.
+const maxCount = math.MaxInt / 4
+
+// contentBytes is ContentBytes, stopping as soon as the count passes limit
+// (at most maxCount; it then returns some count > limit); it also reports
+// whether an Extra name is empty. Every container counts at least one
+// byte, so the walk ends after at most about limit steps, however the
+// values nest or share their parts.
+func (r *Request) contentBytes(limit int) (n int, emptyExtra bool) {
+	limit = min(limit, maxCount)
+	n = r.textBytes()
+	if len(r.Extra) == 0 { // ranging over even an empty map costs an iterator setup
+		return n, false
+	}
+	for k, v := range r.Extra {
+		emptyExtra = emptyExtra || k == ""
+		n = extraBytes(v, n+len(k), limit, 0)
+		if n > limit {
+			break
+		}
+	}
+	return n, emptyExtra
 }
 
 // textBytes counts the system prompt, messages and stop sequences.
@@ -146,37 +176,103 @@ func (r *Request) textBytes() int {
 	return n
 }
 
-// extraBytes estimates the size of an Extra value without encoding it.
-// Nesting deeper than 32 levels counts as huge, so that it is rejected.
-func extraBytes(v any, depth int) int {
-	if depth > 32 {
-		return 1 << 30
+// maxExtraDepth is the deepest nesting of Extra values counted; deeper
+// counts as past any limit, so that it is rejected.
+const maxExtraDepth = 32
+
+// extraBytes returns n plus the estimated size of an Extra value, or some
+// count > limit once it passes limit. The types JSON decodes into are
+// counted without reflection (and without allocating); any other value is
+// walked by reflection.
+func extraBytes(v any, n, limit, depth int) int {
+	if depth > maxExtraDepth || n > limit {
+		return limit + 1
 	}
 	switch v := v.(type) {
+	case nil:
+		return n + 4
 	case string:
-		return len(v)
+		return n + len(v) + 2
 	case []byte:
-		return len(v)
+		return n + len(v) + 2
 	case []string:
-		n := 0
+		n += 2
 		for _, s := range v {
-			n += len(s)
+			if n += len(s) + 3; n > limit {
+				return n
+			}
 		}
 		return n
 	case []any:
-		n := 0
+		n += 2
 		for _, e := range v {
-			n += extraBytes(e, depth+1)
+			if n = extraBytes(e, n+1, limit, depth+1); n > limit {
+				return n
+			}
 		}
 		return n
 	case map[string]any:
-		n := 0
+		n += 2
 		for k, e := range v {
-			n += len(k) + extraBytes(e, depth+1)
+			if n = extraBytes(e, n+len(k)+4, limit, depth+1); n > limit {
+				return n
+			}
+		}
+		return n
+	case bool, float64, float32, int, int64, int32, uint, uint64, uint32:
+		return n + 8
+	}
+	return reflectBytes(reflect.ValueOf(v), n, limit, depth)
+}
+
+// reflectBytes is extraBytes for a value of any other type.
+func reflectBytes(v reflect.Value, n, limit, depth int) int {
+	if depth > maxExtraDepth || n > limit {
+		return limit + 1
+	}
+	switch v.Kind() {
+	case reflect.Invalid:
+		return n + 4
+	case reflect.String:
+		return n + v.Len() + 2
+	case reflect.Pointer, reflect.Interface:
+		if v.IsNil() {
+			return n + 4
+		}
+		return reflectBytes(v.Elem(), n, limit, depth+1)
+	case reflect.Slice, reflect.Array:
+		if v.Type().Elem().Kind() == reflect.Uint8 { // bytes: JSON's base64
+			return n + v.Len()*4/3 + 2
+		}
+		n += 2
+		for i := range v.Len() {
+			if n = reflectBytes(v.Index(i), n+1, limit, depth+1); n > limit {
+				return n
+			}
+		}
+		return n
+	case reflect.Map:
+		n += 2
+		for it := v.MapRange(); it.Next(); {
+			if n = reflectBytes(it.Key(), n+2, limit, depth+1); n > limit {
+				return n
+			}
+			if n = reflectBytes(it.Value(), n, limit, depth+1); n > limit {
+				return n
+			}
+		}
+		return n
+	case reflect.Struct:
+		n += 2
+		for i := range v.NumField() {
+			n += len(v.Type().Field(i).Name) + 4
+			if n = reflectBytes(v.Field(i), n, limit, depth+1); n > limit {
+				return n
+			}
 		}
 		return n
 	}
-	return 8
+	return n + 8
 }
 
 // EstimateInputTokens estimates the prompt's size in tokens without a

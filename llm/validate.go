@@ -9,7 +9,9 @@ import (
 // Limits bound what Validate accepts.
 type Limits struct {
 	// MaxContentBytes caps the text a request carries: system prompt,
-	// messages and stop sequences together. Default 1 MiB.
+	// messages, stop sequences and Extra (its names and values, sized as
+	// their JSON would be; see Request.ContentBytes) together. Default
+	// 1 MiB.
 	MaxContentBytes int
 	// MaxMessages caps the number of messages. Default 10,000.
 	MaxMessages int
@@ -48,16 +50,9 @@ func (r *Request) ValidateLimits(lim Limits) error {
 	}
 	// One pass over Extra: its size counts toward the limit, and an empty
 	// name is remembered for after the size checks.
-	n := r.textBytes()
-	emptyExtra := false
-	if len(r.Extra) > 0 { // ranging over even an empty map costs an iterator setup
-		for k, v := range r.Extra {
-			emptyExtra = emptyExtra || k == ""
-			n += len(k) + extraBytes(v, 0)
-		}
-	}
+	n, emptyExtra := r.contentBytes(lim.MaxContentBytes)
 	if n > lim.MaxContentBytes {
-		return BadRequest("request content too large: " + strconv.Itoa(n) + " bytes > " + strconv.Itoa(lim.MaxContentBytes))
+		return BadRequest("request content too large: over " + strconv.Itoa(lim.MaxContentBytes) + " bytes")
 	}
 	hasUser := false
 	for i := range r.Messages {
