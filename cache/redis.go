@@ -91,7 +91,10 @@ type Redis struct {
 	obs llm.Observers
 }
 
-func (r *Redis) subscribe(o llm.Observer) { r.obs.Add(o) }
+func (r *Redis) subscribe(o llm.Observer) {
+	r.obs.Add(o)
+	r.br.Subscribe(o)
+}
 
 var _ Store = (*Redis)(nil)
 
@@ -152,11 +155,6 @@ func NewRedis(rdb redis.Cmdable, cfg RedisConfig) (*Redis, error) {
 		// requests here, and the caller's own cancellations are never
 		// counted (Permit.Done).
 		IsFailure: func(error) bool { return true },
-		// State changes reach the observers subscribed to the store here;
-		// those on a call's context hear them from Permit.Done.
-		Observer: llm.ObserverFunc(func(_ context.Context, ev llm.Event) {
-			r.obs.Emit(context.Background(), ev)
-		}),
 	})
 	if err != nil {
 		return nil, err

@@ -278,7 +278,9 @@ func (s *Observers) Len() int {
 // Emit reports ev to the subscribed observers, then, as the package-level
 // Emit does, to every observer registered under ctx, except one that is
 // also subscribed here (a comparable observer that reached the call's
-// context by another path hears the event once).
+// context by another path hears the event once). An observer registered
+// twice on the context itself hears it twice: registration is per call,
+// and checking the context's chain for repeats would cost every event.
 func (s *Observers) Emit(ctx context.Context, ev Event) {
 	var l *observerList
 	if s != nil {

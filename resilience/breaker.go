@@ -52,6 +52,10 @@ type Breaker struct {
 	name      string
 	isFailure func(error) bool
 	observer  llm.Observer
+	// obs hear the state changes, whichever call observes them: the
+	// observers subscribed to the clients that use this breaker, and any
+	// given to Subscribe.
+	obs llm.Observers
 
 	// state mirrors the failsafe state, written by its listener, so that the
 	// hot path reads one atomic instead of taking the breaker's lock.
@@ -149,7 +153,7 @@ func (b *Breaker) onStateChanged(ev circuitbreaker.StateChangedEvent) {
 
 // flush emits the recorded state changes with the context of the call that
 // observed them. No lock is held while observers run.
-func (b *Breaker) flush(ctx context.Context, obs *llm.Observers) {
+func (b *Breaker) flush(ctx context.Context) {
 	if b.pendingN.Load() == 0 {
 		return
 	}
@@ -159,9 +163,16 @@ func (b *Breaker) flush(ctx context.Context, obs *llm.Observers) {
 	b.pendingN.Store(0)
 	b.mu.Unlock()
 	for _, s := range states {
-		obs.Emit(ctx, llm.Event{Kind: llm.EventBreakerState, State: s, Source: b.name})
+		b.obs.Emit(ctx, llm.Event{Kind: llm.EventBreakerState, State: s, Source: b.name})
 	}
 }
+
+// Subscribe makes o hear the breaker's state changes (EventBreakerState)
+// from now on, whichever call observes them, besides the observers on that
+// call's context. A resilience middleware subscribes the observers
+// subscribed to it; a store that takes Permits can subscribe its own.
+// Subscribing the same comparable observer twice delivers once.
+func (b *Breaker) Subscribe(o llm.Observer) { b.obs.Add(o) }
 
 // Name returns the breaker's name, the Source of its events.
 func (b *Breaker) Name() string { return b.name }
@@ -187,22 +198,22 @@ func (b *Breaker) Middleware() llm.Middleware {
 
 // acquire asks for a permit. It reports whether the call was admitted and
 // whether it is a half-open probe.
-func (b *Breaker) acquire(ctx context.Context, obs *llm.Observers) (ok, probe bool) {
+func (b *Breaker) acquire(ctx context.Context) (ok, probe bool) {
 	if b.countMode && llm.BreakerState(b.state.Load()) == llm.BreakerClosed {
 		// A closed breaker admits every call; failsafe-go would only take
 		// its lock to say so.
-		b.flush(ctx, obs)
+		b.flush(ctx)
 		return true, false
 	}
 	ok = b.cb.TryAcquirePermit()
 	probe = ok && llm.BreakerState(b.state.Load()) == llm.BreakerHalfOpen
-	b.flush(ctx, obs)
+	b.flush(ctx)
 	return ok, probe
 }
 
 // record settles a permit. callerDone says the caller's own context ended:
 // such an outcome is not the provider's fault and is not charged.
-func (b *Breaker) record(ctx context.Context, obs *llm.Observers, err error, callerDone, probe bool) {
+func (b *Breaker) record(ctx context.Context, err error, callerDone, probe bool) {
 	switch {
 	case err == nil:
 		b.recordSuccess()
@@ -221,7 +232,7 @@ func (b *Breaker) record(ctx context.Context, obs *llm.Observers, err error, cal
 		b.cb.RecordFailure()
 		b.unresolved.Add(1)
 	}
-	b.flush(ctx, obs)
+	b.flush(ctx)
 }
 
 // recordSuccess takes a success to failsafe-go unless, in count mode, the

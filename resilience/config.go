@@ -155,7 +155,11 @@ type FallbackConfig struct {
 	// request's Model replaced, one attempt each.
 	Models []string
 	// Stale returns an expired answer still within its grace period (the
-	// cache package provides it).
+	// cache package provides it: Cache.Stale). The cache_stale event it
+	// emits reaches observers subscribed at construction only through that
+	// Cache's own middleware: use the Cache whose middleware is in the same
+	// chain (as the recommended stack does), or observers subscribed to
+	// this client miss it while those on the call's context hear it.
 	Stale func(ctx context.Context, req *llm.Request) (*llm.Response, bool)
 	// ErrorMessage is the static answer to a failure. Default "The service
 	// is temporarily unavailable, please try again later."

@@ -37,6 +37,11 @@ func TestConformance(t *testing.T) {
 		}, nil},
 		{"Fallback", func() (llm.Middleware, error) { return Fallback(&FallbackConfig{NoStatic: true}) }, nil},
 		{"FallbackStatic", func() (llm.Middleware, error) { return Fallback(nil) }, []llmtest.Option{nonRetryable}},
+		// Fallback clients are other clients: resilience refuses
+		// subscriptions rather than promise their events.
+		{"FallbackClients", func() (llm.Middleware, error) {
+			return Fallback(&FallbackConfig{NoStatic: true, Clients: []llm.Client{&llmtest.Fake{Default: llmtest.Step{Text: "from the fallback client"}}}})
+		}, []llmtest.Option{llmtest.RefusesSubscribe(), nonRetryable}},
 		{"RateLimit", func() (llm.Middleware, error) {
 			return RateLimit(RateLimitConfig{Requests: 100000, Bursty: true, TokensPerMinute: 100000000, PerTenant: true})
 		}, nil},

@@ -10,8 +10,11 @@
 //	fallback → total timeout → rate limit → bulkhead → adaptive limit →
 //	retry → circuit breaker → per-attempt timeout → hedge → client
 //
-// Everything the policies do is reported through llm.Emit: EventAttempt,
-// EventRetry, EventBreakerState, EventRejected, EventFallback, EventHedge.
+// Everything the policies do is reported as llm events (EventAttempt,
+// EventRetry, EventBreakerState, EventRejected, EventFallback,
+// EventHedge) to the observers subscribed at construction (llm.Subscribe;
+// refused when FallbackConfig.Clients is set, since those are other
+// clients) and to those on the call's context.
 // Errors the package makes are *llm.Error: an open breaker is
 // KindCircuitOpen with RetryAfter, a local rate limit KindRateLimited with
 // RetryAfter, a full bulkhead KindOverloaded, a timeout of ours

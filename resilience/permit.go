@@ -15,9 +15,10 @@ type Permit struct {
 
 // Acquire asks the breaker to admit one call. When the breaker is open it
 // returns false; then the call must not be made. State changes are
-// reported under ctx as EventBreakerState.
+// reported as EventBreakerState to the breaker's subscribers (Subscribe)
+// and under ctx.
 func (b *Breaker) Acquire(ctx context.Context) (Permit, bool) {
-	ok, probe := b.acquire(ctx, nil)
+	ok, probe := b.acquire(ctx)
 	return Permit{b: b, probe: probe}, ok
 }
 
@@ -25,7 +26,7 @@ func (b *Breaker) Acquire(ctx context.Context) (Permit, bool) {
 // against the breaker when the breaker's IsFailure says so. When ctx has
 // ended, the outcome says nothing about the downstream and is not counted.
 func (p Permit) Done(ctx context.Context, err error) {
-	p.b.record(ctx, nil, err, ctx.Err() != nil, p.probe)
+	p.b.record(ctx, err, ctx.Err() != nil, p.probe)
 }
 
 // Release gives the permit back for a call that was not made, counting

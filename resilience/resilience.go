@@ -127,6 +127,9 @@ func (c *client) Subscribe(o llm.Observer) bool {
 		return false
 	}
 	c.obs.Add(o)
+	if c.br != nil {
+		c.br.Subscribe(o) // its changes, whichever client's call sees them
+	}
 	return true
 }
 
@@ -373,13 +376,13 @@ func (st *call) attempt(n int) (resp *llm.Response, err error) {
 	probe, recorded := false, false
 	if c.br != nil {
 		var ok bool
-		if ok, probe = c.br.acquire(st.ctx, &c.obs); !ok {
+		if ok, probe = c.br.acquire(st.ctx); !ok {
 			return nil, c.br.openError()
 		}
 		// A panic below skips the record: charge it here and let it go on.
 		defer func() {
 			if !recorded {
-				c.br.record(st.ctx, &c.obs, errPanic, false, probe)
+				c.br.record(st.ctx, errPanic, false, probe)
 			}
 		}()
 	}
@@ -416,7 +419,7 @@ func (st *call) attempt(n int) (resp *llm.Response, err error) {
 	}
 	if c.br != nil {
 		recorded = true
-		c.br.record(st.ctx, &c.obs, err, st.ctx.Err() != nil, probe)
+		c.br.record(st.ctx, err, st.ctx.Err() != nil, probe)
 	}
 	return resp, err
 }

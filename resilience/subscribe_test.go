@@ -101,3 +101,38 @@ func TestSubscribeRefusedWithFallbackClients(t *testing.T) {
 		t.Fatal("accepted with fallback clients")
 	}
 }
+
+// A breaker shared by two clients reports its changes to the observers
+// subscribed through either, whichever client's call saw the change; an
+// observer subscribed through both, or also on the call's context, hears
+// each change once.
+func TestSharedBreakerReportsToEverySubscriber(t *testing.T) {
+	failing := &llmtest.Fake{Default: llmtest.Step{Err: &llm.Error{Kind: llm.KindUnavailable, Status: 503}}}
+	br := breaker(t, BreakerConfig{FailureThreshold: 2, Delay: time.Hour})
+	a := wrap(t, Config{Breaker: br}, failing)
+	b := wrap(t, Config{Breaker: br}, failing)
+	onA, both := &recorder{}, &recorder{}
+	if !llm.Subscribe(a, onA) || !llm.Subscribe(a, both) || !llm.Subscribe(b, both) {
+		t.Fatal("a subscription was refused")
+	}
+	ctx := llm.WithObserver(context.Background(), both)
+	for range 2 { // only b's calls: they open the breaker
+		b.Generate(ctx, llm.Prompt("q"))
+	}
+	want := []string{"breaker_state//" + br.Name()}
+	count := func(r *recorder) []string {
+		var out []string
+		for _, k := range r.kinds() {
+			if k == want[0] {
+				out = append(out, k)
+			}
+		}
+		return out
+	}
+	if got := count(onA); !slices.Equal(got, want) {
+		t.Fatalf("an observer subscribed through a heard %v of a change b's calls made, want %v", got, want)
+	}
+	if got := count(both); !slices.Equal(got, want) {
+		t.Fatalf("an observer subscribed through both and on the context heard %v, want %v", got, want)
+	}
+}

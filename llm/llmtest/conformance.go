@@ -39,6 +39,12 @@ func ErrorKinds(kinds ...llm.Kind) Option {
 // stream.
 func NoStreaming() Option { return func(s *suite) { s.noStream = true } }
 
+// RefusesSubscribe says the client implements llm.Subscriber but refuses
+// every subscription by design (it calls other clients than its upstream,
+// as resilience does with fallback clients): the Subscribe check then
+// requires the refusal, and that the refused observer hears nothing.
+func RefusesSubscribe() Option { return func(s *suite) { s.refuses = true } }
+
 // Liveness bounds how long a call may take to return after its context is
 // canceled before the suite calls it stuck. It guards against deadlock; it
 // is not a latency assertion. Default 10 s.
@@ -50,6 +56,7 @@ type suite struct {
 	noStream   bool
 	kinds      []llm.Kind
 	liveness   time.Duration
+	refuses    bool
 }
 
 // DefaultErrorKinds are the kinds Run checks by default.
@@ -62,7 +69,9 @@ var DefaultErrorKinds = []llm.Kind{
 // contract: safe concurrent use, the request left unmodified, a prompt
 // return when the context is canceled, streaming in order with an
 // aggregated response, the stream callback's error honoured, cut streams
-// reported as stream_cut, and error kinds preserved. Every adapter and
+// reported as stream_cut, error kinds preserved, and, for a client that
+// implements llm.Subscriber, an observer subscribed at construction
+// hearing exactly what one on the call's context hears. Every adapter and
 // every decorator in llmkit runs it; third-party ones can too. Run it under
 // -race.
 func Run(t *testing.T, newClient Factory, opts ...Option) {
@@ -115,7 +124,9 @@ func (k *kindCounter) counts() string {
 // testSubscribe: a client that implements llm.Subscriber over an upstream
 // that accepts (an llmtest.Fake does) accepts a subscription, and the
 // subscribed observer hears exactly the events an observer on the call's
-// context hears. A client that does not implement it has nothing to check.
+// context hears; with RefusesSubscribe it refuses, and the refused
+// observer hears nothing. A client that does not implement it has nothing
+// to check.
 func (s *suite) testSubscribe(t *testing.T) {
 	c, _ := s.client(t, Step{Text: "first"}, Step{Err: &llm.Error{Kind: llm.KindUnavailable, Status: 503}})
 	if _, ok := c.(llm.Subscriber); !ok {
@@ -123,7 +134,11 @@ func (s *suite) testSubscribe(t *testing.T) {
 		return
 	}
 	sub := &kindCounter{}
-	if !llm.Subscribe(c, sub) {
+	accepted := llm.Subscribe(c, sub)
+	switch {
+	case accepted && s.refuses:
+		t.Fatal("llm.Subscribe accepted, though the client is run with RefusesSubscribe")
+	case !accepted && !s.refuses:
 		t.Fatal("llm.Subscribe refused, though the upstream (an llmtest.Fake) accepts")
 	}
 	viaCtx := &kindCounter{}
@@ -131,8 +146,12 @@ func (s *suite) testSubscribe(t *testing.T) {
 	for range 3 { // an answer, a failure (or a cache hit), then the default
 		_, _ = c.Generate(ctx, prompt(t))
 	}
-	if got, want := sub.counts(), viaCtx.counts(); got != want {
-		t.Fatalf("the subscribed observer heard %s, the context's %s", got, want)
+	want := viaCtx.counts()
+	if !accepted {
+		want = (&kindCounter{}).counts() // nothing
+	}
+	if got := sub.counts(); got != want {
+		t.Fatalf("the subscribed observer heard %s, want %s", got, want)
 	}
 }
 

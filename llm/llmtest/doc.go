@@ -7,7 +7,10 @@
 // waits use timers, so tests that run it inside testing/synctest take no
 // real time.
 //
-// Run checks the llm.Client contract:
+// Run checks the llm.Client contract (answers, concurrency, cancellation,
+// streams, error kinds) and, for clients that implement llm.Subscriber,
+// that an observer subscribed at construction hears what one on the
+// call's context hears:
 //
 //	func TestConformance(t *testing.T) {
 //		llmtest.Run(t, func(t *testing.T, upstream llm.Client) llm.Client {
