@@ -48,8 +48,9 @@ type promCollector struct {
 	brkNames *labelSet
 	brkSlots []atomic.Pointer[gaugeSeries]
 	// sawAttempt turns true the first time the collector's observer hears
-	// an EventAttempt: from then on a decorator inside reports attempts,
-	// and the middlewares stop counting each call as one provider call.
+	// an EventAttempt: from then on the middlewares over opaque chains
+	// (which have no flag of their own, see promClient.attempts) stop
+	// counting each call as one provider call.
 	sawAttempt atomic.Bool
 
 	mu       sync.Mutex
@@ -427,6 +428,11 @@ func (c *promCollector) Collect(ch chan<- prometheus.Metric) {
 	toEx := func(e *exemplar) prometheus.Exemplar {
 		return prometheus.Exemplar{Value: e.value, Labels: prometheus.Labels{"trace_id": e.trace.String()}, Timestamp: exTime(e.mono)}
 	}
+	countEx := func(e *exemplar) prometheus.Exemplar { // a counter's exemplar counts one call
+		x := toEx(e)
+		x.Value = 1
+		return x
+	}
 
 	var active int64
 	var tokens [3]uint64
@@ -454,7 +460,7 @@ func (c *promCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 			m := counter(c.requests, n, p.created, p.endpoint, p.model, statusNames[s])
 			if e := p.reqEx[s].Load(); e != nil {
-				m = withExemplars(m, []prometheus.Exemplar{toEx(e)})
+				m = withExemplars(m, []prometheus.Exemplar{countEx(e)})
 			}
 			ch <- m
 		}

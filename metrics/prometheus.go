@@ -72,9 +72,11 @@ type prom struct {
 //
 // Every call counts in llm_requests_total with its final outcome (status
 // "ok" or an llm.Kind), observes its duration, and, for a stream, the time
-// to the first chunk. Unless WithEvents(false), the call subscribes to the
+// to the first chunk. Unless WithEvents(false), the middleware hears the
 // llm events of the decorators inside it, which feed the per-attempt,
-// retry, cache, breaker, fallback and rate-limit metrics.
+// retry, cache, breaker, fallback and rate-limit metrics: it subscribes
+// once, when it wraps its client, or, over a chain that refuses (an
+// opaque ClientFunc inside), registers on each call's context.
 func Prometheus(reg prometheus.Registerer, opts ...PromOption) (llm.Middleware, error) {
 	p, err := newProm(reg, opts...)
 	if err != nil {
@@ -82,9 +84,13 @@ func Prometheus(reg prometheus.Registerer, opts ...PromOption) (llm.Middleware, 
 	}
 	return func(next llm.Client) llm.Client {
 		// Subscribe once if the chain inside can deliver every event
-		// without the call's context; otherwise each call registers p.
-		static := p.cfg.events && llm.Subscribe(next, promEvents{p.c})
-		return &promClient{p: p, next: next, static: static}
+		// without the call's context; otherwise each call registers the
+		// collector's observer. The chain's own attemptFlag tells whether
+		// it reports attempts.
+		c := &promClient{p: p, next: next}
+		c.static = p.cfg.events && llm.Subscribe(next, promEvents{p.c}) &&
+			llm.Subscribe(next, attemptFlag{&c.attempts})
+		return c
 	}, nil
 }
 
@@ -109,13 +115,9 @@ func newProm(reg prometheus.Registerer, opts ...PromOption) (*prom, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	got, err := register(reg, newPromCollector(&cfg))
+	pc, err := register(reg, newPromCollector(&cfg))
 	if err != nil {
 		return nil, err
-	}
-	pc, ok := got.(*promCollector)
-	if !ok { // register checked the type; a Registerer that returns something else is broken
-		return nil, fmt.Errorf("metrics: the registered collector is a %T", got)
 	}
 	if !pc.sameHistograms(&cfg) {
 		return nil, fmt.Errorf("metrics: the %s_* collector already registered in this registry has other histogram buckets or native-histogram settings; give this middleware the same ones, or another namespace or registry", cfg.namespace)
@@ -127,19 +129,19 @@ func newProm(reg prometheus.Registerer, opts ...PromOption) (*prom, error) {
 	return p, nil
 }
 
-// register registers c, or returns the collector already registered under
-// the same descriptors.
-func register(reg prometheus.Registerer, c prometheus.Collector) (prometheus.Collector, error) {
+// register registers c, or returns the collector of this package already
+// registered under the same descriptors.
+func register(reg prometheus.Registerer, c *promCollector) (*promCollector, error) {
 	err := reg.Register(c)
 	if err == nil {
 		return c, nil
 	}
 	var are prometheus.AlreadyRegisteredError
 	if errors.As(err, &are) {
-		if fmt.Sprintf("%T", are.ExistingCollector) != fmt.Sprintf("%T", c) {
-			return nil, fmt.Errorf("metrics: a collector of another type is registered under the same name: %w", err)
+		if got, ok := are.ExistingCollector.(*promCollector); ok {
+			return got, nil
 		}
-		return are.ExistingCollector, nil
+		return nil, fmt.Errorf("metrics: a collector of another type (%T) is registered under the same name: %w", are.ExistingCollector, err)
 	}
 	return nil, fmt.Errorf("metrics: registering: %w", err)
 }
@@ -165,17 +167,27 @@ type promEvents struct{ c *promCollector }
 
 var _ llm.Observer = promEvents{}
 
-func (o promEvents) Observe(_ context.Context, ev llm.Event) {
-	if ev.Kind == llm.EventAttempt && !o.c.sawAttempt.Load() {
-		o.c.sawAttempt.Store(true)
+func (o promEvents) Observe(_ context.Context, ev llm.Event) { o.c.observe(ev) }
+
+// attemptFlag is the observer, subscribed with promEvents, that tells one
+// middleware whether the chain it wraps reports attempts (a resilience
+// layer does), in which case the middleware leaves
+// llm_provider_calls_total to those reports.
+type attemptFlag struct{ saw *atomic.Bool }
+
+func (f attemptFlag) Observe(_ context.Context, ev llm.Event) {
+	if ev.Kind == llm.EventAttempt && !f.saw.Load() {
+		f.saw.Store(true)
 	}
-	o.c.observe(ev)
 }
 
 // observe counts one event.
 func (c *promCollector) observe(ev llm.Event) {
 	switch ev.Kind {
 	case llm.EventAttempt:
+		if !c.sawAttempt.Load() {
+			c.sawAttempt.Store(true)
+		}
 		c.eventShard()[statusIndex(ev.Err)].Add(1)
 	case llm.EventRetry:
 		c.retryN.Add(1)
@@ -232,6 +244,9 @@ type promClient struct {
 	// static says the collector's observer is subscribed to next: calls
 	// register nothing on their context.
 	static bool
+	// attempts says next reports attempts (set through attemptFlag when
+	// static; otherwise the collector's sawAttempt stands in for it).
+	attempts atomic.Bool
 }
 
 // Subscribe forwards to the wrapped client: the middleware emits nothing.
@@ -251,7 +266,10 @@ func (c *promClient) Generate(ctx context.Context, req *llm.Request) (resp *llm.
 	}
 	var sc trace.SpanContext
 	if p.cfg.exemplars {
-		sc = trace.SpanContextFromContext(ctx)
+		// An unsampled span's trace links to nothing: no exemplar.
+		if sc = trace.SpanContextFromContext(ctx); !sc.IsSampled() {
+			sc = trace.SpanContext{}
+		}
 	}
 	if p.cfg.events && !c.static {
 		ctx = llm.WithObserver(ctx, promEvents{pc})
@@ -288,7 +306,11 @@ func (c *promClient) Generate(ctx context.Context, req *llm.Request) (resp *llm.
 			p.nativeTTFT(ps).Observe(st.ttft.Seconds())
 		}
 	}
-	if !pc.sawAttempt.Load() && (err != nil || !resp.Cached) {
+	attempts := c.attempts.Load()
+	if !c.static {
+		attempts = pc.sawAttempt.Load()
+	}
+	if !attempts && (err != nil || !resp.Cached) {
 		// No resilience layer reports attempts: this call was one.
 		cells[pc.lay.callCell(status)].Add(1)
 	}
@@ -312,13 +334,15 @@ func (c *promClient) Generate(ctx context.Context, req *llm.Request) (resp *llm.
 
 // exemplify keeps a traced call as the latest exemplar of its request
 // counter and, unless b < 0 (the native mode keeps its own), of duration
-// bucket b. Of a call that is not a stream and registers no observer,
-// this is the one path that allocates.
+// bucket b: one exemplar in both (the counter's value, 1, is put in at
+// scrape). Of a call that is not a stream and registers no observer, this
+// is the one path that allocates, once.
 func (s *pairSeries) exemplify(b, status int, d time.Duration, id trace.TraceID, at time.Duration) {
+	e := &exemplar{value: d.Seconds(), trace: id, mono: at}
 	if b >= 0 {
-		s.durEx[b].Store(&exemplar{value: d.Seconds(), trace: id, mono: at})
+		s.durEx[b].Store(e)
 	}
-	s.reqEx[status].Store(&exemplar{value: 1, trace: id, mono: at})
+	s.reqEx[status].Store(e)
 }
 
 // observeNative records a duration in a client_golang histogram of the

@@ -433,6 +433,71 @@ func TestPrometheusNativeHistograms(t *testing.T) {
 	}
 }
 
+// A traced call allocates one exemplar, kept by its duration bucket and its
+// request counter both; a span sampled out makes none.
+func TestPrometheusExemplarAllocs(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := must(metrics.Prometheus(reg, metrics.WithEvents(false)))(llm.ClientFunc(func(context.Context, *llm.Request) (*llm.Response, error) { return okResp, nil }))
+	req := &llm.Request{Model: "m", Endpoint: "e"}
+	span := func(flags trace.TraceFlags) context.Context {
+		return trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+			TraceID: trace.TraceID{15: 3}, SpanID: trace.SpanID{7: 1}, TraceFlags: flags,
+		}))
+	}
+	sampled, unsampled := span(trace.FlagsSampled), span(0)
+	if n := testing.AllocsPerRun(1000, func() { _, _ = c.Generate(sampled, req) }); n != 1 {
+		t.Errorf("a sampled span: %v allocs per call, want 1 (the exemplar)", n)
+	}
+	if n := testing.AllocsPerRun(1000, func() { _, _ = c.Generate(unsampled, req) }); n != 0 {
+		t.Errorf("a span sampled out: %v allocs per call, want 0", n)
+	}
+	for _, mf := range must(reg.Gather()) {
+		if mf.GetName() == "llm_requests_total" {
+			if ex := mf.Metric[0].GetCounter().GetExemplar(); ex.GetValue() != 1 {
+				t.Errorf("the request counter's exemplar has value %v, want 1", ex.GetValue())
+			}
+		}
+	}
+}
+
+// Two stacks on one registry: one whose resilience layer reports attempts,
+// one bare. The bare stack's calls still count as provider calls after the
+// other has reported attempts.
+func TestPrometheusAttemptsArePerChain(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	mw := must(metrics.Prometheus(reg))
+	rmw, err := resilience.New(resilience.Config{Retry: &resilience.RetryConfig{MaxAttempts: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	withAttempts := mw(rmw(benchLeaf{}))
+	bare := mw(benchLeaf{})
+	ctx := context.Background()
+	req := &llm.Request{Model: "m", Endpoint: "e"}
+	if _, err := withAttempts.Generate(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if _, err := bare.Generate(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := -1.0
+	for _, mf := range must(reg.Gather()) {
+		if mf.GetName() != "llm_provider_calls_total" {
+			continue
+		}
+		for _, m := range mf.Metric {
+			if m.GetLabel()[0].GetValue() == "ok" {
+				got = m.GetCounter().GetValue()
+			}
+		}
+	}
+	if got != 6 {
+		t.Fatalf("llm_provider_calls_total{status=ok} = %v, want 6 (1 reported attempt + 5 bare calls)", got)
+	}
+}
+
 // The per-call path allocates nothing once its series exist, without events.
 func TestPrometheusAllocs(t *testing.T) {
 	reg := prometheus.NewRegistry()
