@@ -322,6 +322,20 @@ func (st *call) shouldRetry(n int, err error) (time.Duration, bool) {
 // backoff returns the wait after attempt n failed with err: BaseDelay
 // doubled per attempt, spread by ±Jitter (u is uniform in [0, 1)), raised
 // to the provider's Retry-After, all capped at MaxDelay.
+// Backoff returns how long Retry waits after attempt n (1 for the first)
+// failed with err: BaseDelay doubled per attempt, spread by Jitter, raised
+// to the error's Retry-After, capped at MaxDelay, with c's defaults filled
+// in. It is for code that retries later by itself, a job queue that
+// reschedules a failed job, say, with the same waits as Retry. An invalid
+// c (see New) waits its MaxDelay, or the default 30 s.
+func (c *RetryConfig) Backoff(n int, err error) time.Duration {
+	r, verr := c.withDefaults()
+	if verr != nil {
+		return max(c.MaxDelay, 30*time.Second)
+	}
+	return backoff(&r, n, err, rand.Float64())
+}
+
 func backoff(r *RetryConfig, n int, err error, u float64) time.Duration {
 	d := r.BaseDelay
 	for i := 1; i < n && d < r.MaxDelay; i++ {

@@ -255,3 +255,23 @@ func TestStreamRetriedOnlyBeforeFirstChunk(t *testing.T) {
 		})
 	})
 }
+
+// RetryConfig.Backoff waits as Retry does, defaults filled in.
+func TestRetryConfigBackoff(t *testing.T) {
+	c := &RetryConfig{BaseDelay: 100 * time.Millisecond, MaxDelay: time.Second, NoJitter: true}
+	fail := &llm.Error{Kind: llm.KindUnavailable}
+	for n, want := range map[int]time.Duration{1: 100 * time.Millisecond, 3: 400 * time.Millisecond, 10: time.Second} {
+		if got := c.Backoff(n, fail); got != want {
+			t.Errorf("Backoff(%d) = %v, want %v", n, got, want)
+		}
+	}
+	if got := c.Backoff(1, &llm.Error{Kind: llm.KindRateLimited, RetryAfter: 700 * time.Millisecond}); got != 700*time.Millisecond {
+		t.Errorf("a Retry-After of 700ms: Backoff = %v", got)
+	}
+	if got := (&RetryConfig{}).Backoff(1, fail); got < 400*time.Millisecond || got > 600*time.Millisecond {
+		t.Errorf("defaults: Backoff(1) = %v, want 500ms ± 20%%", got)
+	}
+	if got := (&RetryConfig{BaseDelay: -1}).Backoff(1, fail); got != 30*time.Second {
+		t.Errorf("an invalid config: Backoff = %v, want the default MaxDelay", got)
+	}
+}

@@ -61,6 +61,25 @@ func main() {
 	}
 }
 
+// workerStack is the stack the workers call the model through: metrics,
+// logs, the cache, timeouts and a breaker, and no Retry, since the queue
+// retries jobs itself: a job's runs and the provider's calls then match
+// one for one (TestJobsRetriedNotMultiplied).
+func workerStack(provider llm.Client) (*stack.Stack, error) {
+	breaker, err := resilience.NewBreaker(resilience.BreakerConfig{Name: "queue", FailureRate: 0.9, MinCalls: 50, Period: 10 * time.Second, Delay: time.Second})
+	if err != nil {
+		return nil, err
+	}
+	return stack.New(stack.Config{
+		Provider: provider, ProviderName: "sim", Models: []string{sim.DefaultModel}, Endpoints: []string{"batch"},
+		Registry: prometheus.NewRegistry(), Logger: slog.New(slog.DiscardHandler),
+		Resilience: &resilience.Config{
+			Timeout: resilience.TimeoutConfig{Total: 30 * time.Second, Attempt: 10 * time.Second},
+			Breaker: breaker,
+		},
+	})
+}
+
 func run(ctx context.Context, w io.Writer, rdb redis.UniversalClient, o options) error {
 	if o.Jobs <= 0 || o.Workers <= 0 || o.Fail < 0 || o.Fail > 1 || o.BaseDelay <= 0 || o.Deadline <= 0 {
 		return errors.New("-jobs, -workers, -retry-delay and -deadline must be positive, -fail between 0 and 1")
@@ -73,18 +92,7 @@ func run(ctx context.Context, w io.Writer, rdb redis.UniversalClient, o options)
 	if err != nil {
 		return err
 	}
-	breaker, err := resilience.NewBreaker(resilience.BreakerConfig{Name: "queue", FailureRate: 0.9, MinCalls: 50, Period: 10 * time.Second, Delay: time.Second})
-	if err != nil {
-		return err
-	}
-	st, err := stack.New(stack.Config{
-		Provider: model, ProviderName: "sim", Models: []string{sim.DefaultModel}, Endpoints: []string{"batch"},
-		Registry: prometheus.NewRegistry(), Logger: slog.New(slog.DiscardHandler),
-		Resilience: &resilience.Config{
-			Timeout: resilience.TimeoutConfig{Total: 30 * time.Second, Attempt: 10 * time.Second},
-			Breaker: breaker,
-		},
-	})
+	st, err := workerStack(model)
 	if err != nil {
 		return err
 	}

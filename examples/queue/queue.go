@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/llmkit/llmkit/llm"
+	"github.com/llmkit/llmkit/resilience"
 )
 
 // Job is one LLM request waiting in the queue.
@@ -46,9 +47,13 @@ type Queue struct {
 	// MaxAttempts bounds the runs of one job. Default 4 (a first run and 3
 	// retries).
 	MaxAttempts int
-	// BaseDelay is the first retry's wait; each later one doubles it, and a
-	// provider's Retry-After raises it. Default 1 s.
-	BaseDelay time.Duration
+	// BaseDelay is the first retry's wait; each later one doubles it,
+	// with ±20% jitter (so that jobs failed by one outage do not all come
+	// due at once), a provider's Retry-After raises it, and MaxDelay caps
+	// it: resilience.RetryConfig.Backoff, as a Retry middleware waits.
+	// Defaults 1 s and 1 h (a queue can honour a long Retry-After that a
+	// caller waiting for its answer could not).
+	BaseDelay, MaxDelay time.Duration
 	// Filed, when set, is called after a job's final outcome is stored:
 	// its result, or its failure for good.
 	Filed func(Job, Result)
@@ -59,7 +64,7 @@ func NewQueue(rdb redis.UniversalClient, prefix string) *Queue {
 	return &Queue{
 		rdb: rdb, pending: prefix + ":pending", processing: prefix + ":processing",
 		delayed: prefix + ":delayed", results: prefix + ":results", dead: prefix + ":dead",
-		MaxAttempts: 4, BaseDelay: time.Second,
+		MaxAttempts: 4, BaseDelay: time.Second, MaxDelay: time.Hour,
 	}
 }
 
@@ -152,11 +157,10 @@ func (q *Queue) handle(ctx context.Context, client llm.Client, raw string) error
 		res, _ := json.Marshal(r)
 		return q.filed(job, r, q.finish(ctx, raw, func(p redis.Pipeliner) { p.HSet(ctx, q.results, job.ID, res) }))
 	}
-	if llm.Retryable(err) && job.Attempts < q.MaxAttempts {
-		wait := q.BaseDelay << (job.Attempts - 1)
-		if ra := llm.RetryAfterOf(err); ra > wait {
-			wait = ra
-		}
+	// An open breaker is the provider's outage, not the job's: the job
+	// waits it out (its error carries how long) like any other retry.
+	if (llm.Retryable(err) || llm.KindOf(err) == llm.KindCircuitOpen) && job.Attempts < q.MaxAttempts {
+		wait := (&resilience.RetryConfig{BaseDelay: q.BaseDelay, MaxDelay: max(q.MaxDelay, q.BaseDelay)}).Backoff(job.Attempts, err)
 		next, _ := json.Marshal(job)
 		due := float64(time.Now().Add(wait).UnixMilli())
 		return q.finish(ctx, raw, func(p redis.Pipeliner) { p.ZAdd(ctx, q.delayed, redis.Z{Score: due, Member: next}) })

@@ -90,8 +90,9 @@ func jobs(n int) []Job {
 }
 
 // Every job is filed exactly once; retried jobs took at most MaxAttempts
-// runs; and the provider saw exactly as many calls as the jobs' attempts
-// add up to: queue retries do not multiply with anything else.
+// runs; and the provider, behind the stack the example's workers use,
+// saw exactly as many calls as the jobs' attempts add up to: queue retries
+// do not multiply with anything in that stack.
 func TestJobsRetriedNotMultiplied(t *testing.T) {
 	rdb := redisClient(t)
 	q := testQueue(t, rdb)
@@ -103,7 +104,12 @@ func TestJobsRetriedNotMultiplied(t *testing.T) {
 		}
 		return llmtest.Step{Text: "done"}
 	}}
-	filed := work(t, q, provider, 4, jobs(60))
+	st, err := workerStack(provider)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	filed := work(t, q, st.Client, 4, jobs(60))
 	if len(filed) != 60 {
 		t.Fatalf("%d jobs filed, want 60", len(filed))
 	}
@@ -146,6 +152,28 @@ func TestNonRetryableDeadLetters(t *testing.T) {
 	}
 	if provider.Calls() != 3 {
 		t.Fatalf("provider calls %d, want 3", provider.Calls())
+	}
+}
+
+// An open breaker is the provider's outage, not the job's: the job is
+// rescheduled (after the breaker's remaining delay), not dead-lettered.
+func TestOpenBreakerReschedules(t *testing.T) {
+	rdb := redisClient(t)
+	q := testQueue(t, rdb)
+	open := &llm.Error{Kind: llm.KindCircuitOpen, RetryAfter: time.Millisecond}
+	provider := &llmtest.Fake{Steps: []llmtest.Step{{Err: open}, {Err: open}}, Default: llmtest.Step{Text: "done"}}
+	filed := work(t, q, provider, 1, jobs(2))
+	retried := 0
+	for id, r := range filed {
+		if r.Kind != "" {
+			t.Fatalf("job %s failed for good with %s: an open breaker dead-lettered it", id, r.Kind)
+		}
+		if r.Attempts > 1 {
+			retried++
+		}
+	}
+	if retried == 0 {
+		t.Fatal("no job met the open breaker")
 	}
 }
 
