@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -108,7 +109,7 @@ func TestDemoRealEndpoint(t *testing.T) {
 	t.Setenv("ANTHROPIC_API_KEY", "")
 	t.Setenv("LLMKIT_MODEL", "m")
 	var out bytes.Buffer
-	if err := run(context.Background(), &out, options{phase: time.Second, workers: 1}); err != nil {
+	if err := run(context.Background(), &out, options{phase: time.Second, workers: 1, getenv: os.Getenv}); err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
 	s := out.String()

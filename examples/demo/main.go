@@ -28,7 +28,7 @@ func main() {
 	phase := flag.Duration("phase", 3*time.Second, "length of each of the three workload phases")
 	workers := flag.Int("workers", 32, "concurrent callers")
 	flag.Parse()
-	opts := options{phase: *phase, workers: *workers, slow: 250 * time.Millisecond, captureEvery: 2 * time.Second}
+	opts := options{phase: *phase, workers: *workers, slow: 250 * time.Millisecond, captureEvery: 2 * time.Second, getenv: os.Getenv}
 	if err := run(context.Background(), os.Stdout, opts); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
@@ -43,6 +43,10 @@ type options struct {
 	// limit; slow 0 leaves capture out (the runtime's tracer cannot start
 	// inside a testing/synctest bubble, where the demo's test runs).
 	slow, captureEvery time.Duration
+	// getenv reads the environment that may name a real endpoint
+	// (stack.ProviderFromEnv): os.Getenv from main; nil (tests) means the
+	// simulated model whatever the environment says.
+	getenv func(string) string
 }
 
 func run(ctx context.Context, w io.Writer, o options) error {
@@ -50,10 +54,12 @@ func run(ctx context.Context, w io.Writer, o options) error {
 	if phase <= 0 || workers <= 0 {
 		return fmt.Errorf("-phase and -workers must be positive")
 	}
-	if provider, providerName, model, ok, err := stack.ProviderFromEnv(); err != nil {
-		return err
-	} else if ok {
-		return runReal(ctx, w, provider, providerName, model, o)
+	if o.getenv != nil {
+		if provider, providerName, model, ok, err := stack.ProviderFromEnv(o.getenv); err != nil {
+			return err
+		} else if ok {
+			return runReal(ctx, w, provider, providerName, model, o)
+		}
 	}
 	st, err := newSimStack(o)
 	if err != nil {

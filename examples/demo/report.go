@@ -98,6 +98,11 @@ func printObservability(w io.Writer, st *demoStack) error {
 		first, _, _ := strings.Cut(st.logs.String(), "\n")
 		fmt.Fprintf(w, "  e.g. %s\n", first)
 	}
+	if st.capturer != nil {
+		// Captures are saved in the background when their window closes:
+		// Close waits for them (and is safe to call again at the end).
+		_ = st.capturer.Close()
+	}
 	st.captures.mu.Lock()
 	switch n := len(st.captures.names); {
 	case st.capturer == nil:

@@ -38,11 +38,14 @@ type result struct {
 	sent      int
 	statuses  map[int]int
 	transport int // requests that got no HTTP answer
-	lastErr   error
-	cached    int
-	degraded  int
-	latencies []time.Duration
-	ttfts     []time.Duration
+	// streamFailed are streams answered 200 that then ended with an SSE
+	// "error" event: counted apart from the 200s, with no latency.
+	streamFailed int
+	lastErr      error
+	cached       int
+	degraded     int
+	latencies    []time.Duration
+	ttfts        []time.Duration
 }
 
 func newResult() *result { return &result{statuses: map[int]int{}} }
@@ -50,6 +53,7 @@ func newResult() *result { return &result{statuses: map[int]int{}} }
 func (r *result) merge(o *result) {
 	r.sent += o.sent
 	r.transport += o.transport
+	r.streamFailed += o.streamFailed
 	if o.lastErr != nil {
 		r.lastErr = o.lastErr
 	}
@@ -165,6 +169,11 @@ func one(ctx context.Context, client *http.Client, cfg config, rng *rand.Rand, r
 				first = false
 				r.ttfts = append(r.ttfts, time.Since(began))
 			}
+			if line == "event: error" {
+				r.statuses[resp.StatusCode]--
+				r.streamFailed++
+				return
+			}
 			if line == "event: done" {
 				done = true
 			} else if done && strings.HasPrefix(line, "data: ") {
@@ -197,8 +206,8 @@ func (r *result) print(w io.Writer) {
 	slices.Sort(r.latencies)
 	slices.Sort(r.ttfts)
 	ok := r.statuses[http.StatusOK]
-	fmt.Fprintf(w, "\n%d requests in %v: %.0f/s; %d answered 200 (%d cached, %d degraded), %d without an HTTP answer\n",
-		r.sent, r.elapsed.Round(time.Millisecond), float64(r.sent)/r.elapsed.Seconds(), ok, r.cached, r.degraded, r.transport)
+	fmt.Fprintf(w, "\n%d requests in %v: %.0f/s; %d answered 200 (%d cached, %d degraded), %d streams failed after they began, %d without an HTTP answer\n",
+		r.sent, r.elapsed.Round(time.Millisecond), float64(r.sent)/r.elapsed.Seconds(), ok, r.cached, r.degraded, r.streamFailed, r.transport)
 	codes := make([]int, 0, len(r.statuses))
 	for c := range r.statuses {
 		codes = append(codes, c)

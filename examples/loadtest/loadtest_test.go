@@ -88,6 +88,9 @@ func TestLoadStopsAtDeadline(t *testing.T) {
 	defer hang.Close()
 	cfg := testConfig(hang.URL)
 	cfg.Requests = 1_000_000
+	// A request that outlived the run would hang for an hour and time the
+	// test out: the run must abandon it when its own deadline comes.
+	cfg.Timeout = time.Hour
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	var out bytes.Buffer
@@ -106,12 +109,13 @@ func TestConfigRejectsRemoteAndBadValues(t *testing.T) {
 		t.Fatalf("loopback rejected: %v", err)
 	}
 	for name, mutate := range map[string]func(*config){
-		"remote host":   func(c *config) { c.URL = "http://example.com:8000" },
-		"private range": func(c *config) { c.URL = "http://10.0.0.5:8000" },
-		"not a URL":     func(c *config) { c.URL = "::" },
-		"no users":      func(c *config) { c.Concurrency = 0 },
-		"share over 1":  func(c *config) { c.StreamShare = 1.5 },
-		"negative rate": func(c *config) { c.Rate = -1 },
+		"remote host":                      func(c *config) { c.URL = "http://example.com:8000" },
+		"private range":                    func(c *config) { c.URL = "http://10.0.0.5:8000" },
+		"not a URL":                        func(c *config) { c.URL = "::" },
+		"no users":                         func(c *config) { c.Concurrency = 0 },
+		"share over 1":                     func(c *config) { c.StreamShare = 1.5 },
+		"negative rate":                    func(c *config) { c.Rate = -1 },
+		"rate past a tick per microsecond": func(c *config) { c.Rate = 2e9 },
 	} {
 		c := ok
 		mutate(&c)

@@ -61,8 +61,8 @@ func (c config) validate() error {
 	switch {
 	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
 		return fmt.Errorf("-url %q is not an http(s) URL", c.URL)
-	case c.Requests <= 0 || c.Concurrency <= 0 || c.Timeout <= 0 || c.Rate < 0:
-		return errors.New("-requests, -concurrency and -timeout must be positive, -rate not negative")
+	case c.Requests <= 0 || c.Concurrency <= 0 || c.Timeout <= 0 || c.Rate < 0 || c.Rate > 1e6:
+		return errors.New("-requests, -concurrency and -timeout must be positive, -rate between 0 and 1,000,000")
 	case c.StreamShare < 0 || c.StreamShare > 1 || c.RepeatShare < 0 || c.RepeatShare > 1:
 		return errors.New("-stream and -repeat are shares between 0 and 1")
 	}

@@ -60,27 +60,17 @@ func run(ctx context.Context, getenv func(string) string, listening chan<- strin
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
-	srv, err := newServer(serverConfig{RedisAddr: getenv("REDIS_ADDR"), Logger: logger})
+	srv, err := newServer(serverConfig{Getenv: getenv, RedisAddr: getenv("REDIS_ADDR"), Logger: logger})
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
 
-	addr := getenv("LISTEN_ADDR")
-	if addr == "" {
-		addr = ":8000"
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	api := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 2)
-	go func() { errc <- api.Serve(ln) }()
-
 	// pprof on its own loopback listener and its own mux: never reachable
-	// through the service's port.
-	var debug *http.Server
+	// through the service's port. Both listeners are opened before either
+	// server starts, so that a failure leaves nothing running.
+	var dln net.Listener
+	var debugHandler http.Handler
 	if pprofAddr := getenv("PPROF_ADDR"); pprofAddr != "off" {
 		if pprofAddr == "" {
 			pprofAddr = "127.0.0.1:6060"
@@ -89,15 +79,30 @@ func run(ctx context.Context, getenv func(string) string, listening chan<- strin
 		if tok := getenv("PPROF_TOKEN"); tok != "" {
 			opts = append(opts, profiling.Token(tok))
 		}
-		h, err := profiling.Handler(opts...)
-		if err != nil {
+		if debugHandler, err = profiling.Handler(opts...); err != nil {
 			return err
 		}
-		dln, err := net.Listen("tcp", pprofAddr)
-		if err != nil {
+		if dln, err = net.Listen("tcp", pprofAddr); err != nil {
 			return fmt.Errorf("PPROF_ADDR: %w", err)
 		}
-		debug = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	}
+	addr := getenv("LISTEN_ADDR")
+	if addr == "" {
+		addr = ":8000"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		if dln != nil {
+			dln.Close()
+		}
+		return err
+	}
+	api := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 2)
+	go func() { errc <- api.Serve(ln) }()
+	var debug *http.Server
+	if dln != nil {
+		debug = &http.Server{Handler: debugHandler, ReadHeaderTimeout: 10 * time.Second}
 		go func() { errc <- debug.Serve(dln) }()
 	}
 	logger.Info("service listening", "addr", ln.Addr().String(), "provider", srv.provider, "model", srv.model)

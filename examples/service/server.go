@@ -21,17 +21,19 @@ import (
 	"github.com/llmkit/llmkit/resilience"
 )
 
-// maxBody bounds a /generate request body: llm.DefaultLimits' 1 MiB of
-// text plus room for the JSON around it.
-const maxBody = 1<<20 + 64<<10
+// maxBody bounds a /generate request body: llm.DefaultLimits' text plus
+// room for the JSON around it.
+var maxBody = llm.DefaultLimits.MaxContentBytes + 64<<10
 
 // endpoints are the values of the "endpoint" field kept as metric labels;
 // callers may send others, which are counted as "other".
 var endpoints = []string{"chat", "summarize", "search", "classify"}
 
 type serverConfig struct {
-	// Provider overrides the environment's choice (tests use it).
+	// Provider overrides the environment's choice (tests use it); without
+	// it, Getenv's (see stack.ProviderFromEnv), or the simulated model.
 	Provider     llm.Client
+	Getenv       func(string) string
 	ProviderName string
 	Model        string
 	RedisAddr    string
@@ -54,16 +56,17 @@ type server struct {
 func newServer(cfg serverConfig) (*server, error) {
 	s := &server{provider: cfg.ProviderName, model: cfg.Model}
 	provider := cfg.Provider
-	if provider == nil {
-		real, name, model, ok, err := stack.ProviderFromEnv()
-		switch {
-		case err != nil:
+	if provider == nil && cfg.Getenv != nil {
+		real, name, model, ok, err := stack.ProviderFromEnv(cfg.Getenv)
+		if err != nil {
 			return nil, err
-		case ok:
-			provider, s.provider, s.model = real, name, model
-		default:
-			provider, s.provider, s.model = sim.MustNew(sim.Config{}), "sim", sim.DefaultModel
 		}
+		if ok {
+			provider, s.provider, s.model = real, name, model
+		}
+	}
+	if provider == nil {
+		provider, s.provider, s.model = sim.MustNew(sim.Config{}), "sim", sim.DefaultModel
 	}
 	var err error
 	if s.store, err = cache.NewRistretto(cache.RistrettoConfig{MaxCost: 128 << 20}); err != nil {
@@ -157,7 +160,7 @@ type errorJSON struct {
 
 func (s *server) generate(w http.ResponseWriter, r *http.Request) {
 	var in generateRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, int64(maxBody)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&in); err != nil {
 		var tooBig *http.MaxBytesError

@@ -56,10 +56,7 @@ type Config struct {
 type Stack struct {
 	Client llm.Client
 	Health *metrics.Health
-	// Breaker is the resilience config's breaker (nil when it has none).
-	Breaker *resilience.Breaker
-	Cache   *cache.Cache
-	owned   *cache.Ristretto
+	owned  *cache.Ristretto
 }
 
 // New builds the stack.
@@ -118,7 +115,8 @@ func New(cfg Config) (*Stack, error) {
 		}
 		store = st.owned
 	}
-	if st.Cache, err = cache.New(store, cache.WithTTL(cfg.CacheTTL), cache.WithGrace(cfg.CacheGrace)); err != nil {
+	c, err := cache.New(store, cache.WithTTL(cfg.CacheTTL), cache.WithGrace(cfg.CacheGrace))
+	if err != nil {
 		return nil, err
 	}
 
@@ -131,10 +129,9 @@ func New(cfg Config) (*Stack, error) {
 	}
 	if rc.Fallback != nil {
 		fb := *rc.Fallback
-		fb.Stale = st.Cache.Stale
+		fb.Stale = c.Stale
 		rc.Fallback = &fb
 	}
-	st.Breaker = rc.Breaker
 	policies, err := resilience.New(rc)
 	if err != nil {
 		return nil, err
@@ -144,7 +141,7 @@ func New(cfg Config) (*Stack, error) {
 	if cfg.Capturer != nil {
 		capture = cfg.Capturer.Middleware
 	}
-	st.Client = llm.Wrap(cfg.Provider, traces, prom, logs, st.Health.Middleware(), labels, capture, st.Cache.Middleware(), policies)
+	st.Client = llm.Wrap(cfg.Provider, traces, prom, logs, st.Health.Middleware(), labels, capture, c.Middleware(), policies)
 	ok = true
 	return st, nil
 }
