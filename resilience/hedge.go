@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/llmkit/llmkit/internal/clock"
 	"github.com/llmkit/llmkit/llm"
 )
 
@@ -124,7 +125,7 @@ func (st *call) hedged(actx context.Context) (*llm.Response, error) {
 		}
 		go func() {
 			r := hedgeResult{idx: idx}
-			t0 := time.Now()
+			t0 := clock.Mono()
 			defer func() {
 				if p := recover(); p != nil {
 					r.panicked, r.err = p, errPanic
@@ -132,7 +133,7 @@ func (st *call) hedged(actx context.Context) (*llm.Response, error) {
 				results <- r
 			}()
 			r.resp, r.err = next.Generate(cctx, req)
-			r.dur = time.Since(t0)
+			r.dur = clock.Mono() - t0
 			obs.Emit(ctx, llm.Event{Kind: llm.EventAttempt, Request: orig, Attempt: num, Duration: r.dur, Err: r.err})
 		}()
 	}

@@ -438,9 +438,6 @@ func (st *call) attempt(n int) (resp *llm.Response, err error) {
 	return resp, err
 }
 
-// mono is the shared monotonic clock (internal/clock).
-func mono() time.Duration { return clock.Mono() }
-
 var errPanic = &llm.Error{Kind: llm.KindUnavailable, Provider: provider, Message: "the wrapped client panicked"}
 
 // once calls the wrapped client and reports the attempt.
@@ -450,9 +447,9 @@ func (st *call) once(ctx context.Context, req *llm.Request) (*llm.Response, erro
 	if !st.c.obs.Observed(st.ctx) {
 		return st.c.next.Generate(ctx, req)
 	}
-	t0 := mono()
+	t0 := clock.Mono()
 	resp, err := st.c.next.Generate(ctx, req)
-	st.c.obs.Emit(st.ctx, llm.Event{Kind: llm.EventAttempt, Request: st.orig, Attempt: n, Duration: mono() - t0, Err: err})
+	st.c.obs.Emit(st.ctx, llm.Event{Kind: llm.EventAttempt, Request: st.orig, Attempt: n, Duration: clock.Mono() - t0, Err: err})
 	return resp, err
 }
 
