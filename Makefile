@@ -3,6 +3,9 @@
 
 GO          ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# Every module of the workspace (go.work): the library, the examples and the
+# benchmarks. `./...` alone stops at a nested module's go.mod.
+PKGS        ?= ./... ./examples/... ./bench/...
 
 .PHONY: ci lint fmt vet staticcheck deploy-check test test-allocs bench demo
 
@@ -15,10 +18,10 @@ fmt:
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
 vet:
-	$(GO) vet ./...
+	$(GO) vet $(PKGS)
 
 staticcheck:
-	$(GO) run $(STATICCHECK) ./...
+	$(GO) run $(STATICCHECK) $(PKGS)
 
 # promtool checks of the Prometheus config, rules and alert unit tests.
 deploy-check:
@@ -27,16 +30,16 @@ deploy-check:
 # Every test, with the race detector, after the allocation budgets. Tests
 # that need Redis use LLMKIT_REDIS_ADDR (default 127.0.0.1:6379).
 test: test-allocs
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 $(PKGS)
 
 # The AllocsPerRun budgets, also without the race detector: under it
 # sync.Pool drops items at random, so the pins that depend on a pool (the
 # cache key's buffers) can only be checked here.
 test-allocs:
-	$(GO) test -count=1 -run 'Allocs|Admission' ./...
+	$(GO) test -count=1 -run 'Allocs|Admission' $(PKGS)
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
 demo:
 	$(GO) run ./examples/demo

@@ -11,7 +11,7 @@ import (
 
 	"github.com/llmkit/llmkit/cache"
 	"github.com/llmkit/llmkit/llm"
-	"github.com/llmkit/llmkit/llm/sim"
+	"github.com/llmkit/llmkit/provider/sim"
 	"github.com/llmkit/llmkit/metrics"
 	"github.com/llmkit/llmkit/profiling"
 	"github.com/llmkit/llmkit/resilience"

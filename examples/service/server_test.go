@@ -19,7 +19,7 @@ import (
 	"github.com/llmkit/llmkit/cache"
 	"github.com/llmkit/llmkit/internal/redistest"
 	"github.com/llmkit/llmkit/llm"
-	"github.com/llmkit/llmkit/llm/sim"
+	"github.com/llmkit/llmkit/provider/sim"
 	"github.com/llmkit/llmkit/resilience"
 )
 

@@ -2,8 +2,8 @@ package stack
 
 import (
 	"github.com/llmkit/llmkit/llm"
-	"github.com/llmkit/llmkit/llm/anthropic"
-	"github.com/llmkit/llmkit/llm/openai"
+	"github.com/llmkit/llmkit/provider/anthropic"
+	"github.com/llmkit/llmkit/provider/openai"
 )
 
 // ProviderFromEnv returns the real endpoint the environment (read through

@@ -11,7 +11,7 @@ import (
 	"github.com/anthropics/anthropic-sdk-go/option"
 
 	"github.com/llmkit/llmkit/llm"
-	"github.com/llmkit/llmkit/llm/anthropic"
+	"github.com/llmkit/llmkit/provider/anthropic"
 )
 
 // fakeAPI stands in for api.anthropic.com: it answers every call with

@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/llmkit/llmkit/llm"
-	"github.com/llmkit/llmkit/llm/sim"
+	"github.com/llmkit/llmkit/provider/sim"
 )
 
 // A Model answers at once when latency is off, and the same request always

@@ -16,7 +16,7 @@ import (
 
 	"github.com/llmkit/llmkit/llm"
 	"github.com/llmkit/llmkit/llm/llmtest"
-	"github.com/llmkit/llmkit/llm/sim"
+	"github.com/llmkit/llmkit/provider/sim"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/llmkit/llmkit/llm"
-	"github.com/llmkit/llmkit/llm/sim"
+	"github.com/llmkit/llmkit/provider/sim"
 )
 
 func TestLatencyExact(t *testing.T) {

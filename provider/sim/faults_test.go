@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/llmkit/llmkit/llm"
-	"github.com/llmkit/llmkit/llm/sim"
+	"github.com/llmkit/llmkit/provider/sim"
 )
 
 func TestFaultKinds(t *testing.T) {

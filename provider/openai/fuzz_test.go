@@ -9,7 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/llmkit/llmkit/llm"
-	"github.com/llmkit/llmkit/llm/openai"
+	"github.com/llmkit/llmkit/provider/openai"
 )
 
 const day = 24 * time.Hour

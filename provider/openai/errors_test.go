@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/llmkit/llmkit/llm"
-	"github.com/llmkit/llmkit/llm/openai"
+	"github.com/llmkit/llmkit/provider/openai"
 	sdk "github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 )

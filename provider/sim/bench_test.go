@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/llmkit/llmkit/llm"
-	"github.com/llmkit/llmkit/llm/sim"
+	"github.com/llmkit/llmkit/provider/sim"
 )
 
 var benchReq = &llm.Request{

@@ -9,7 +9,7 @@ import (
 
 	"github.com/llmkit/llmkit/llm"
 	"github.com/llmkit/llmkit/llm/llmtest"
-	"github.com/llmkit/llmkit/llm/openai"
+	"github.com/llmkit/llmkit/provider/openai"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

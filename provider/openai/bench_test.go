@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/llmkit/llmkit/llm"
-	"github.com/llmkit/llmkit/llm/openai"
+	"github.com/llmkit/llmkit/provider/openai"
 	sdk "github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 )
@@ -19,7 +19,7 @@ import (
 // request against the same loopback server, so their ratio is the
 // adapter's overhead:
 //
-//	go test -run '^$' -bench 'RawSDK|Adapter' -benchmem -count 6 ./llm/openai/
+//	go test -run '^$' -bench 'RawSDK|Adapter' -benchmem -count 6 ./provider/openai/
 
 const benchCompletion = `{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"gpt-4o-mini-2024-07-18",` +
 	`"choices":[{"index":0,"message":{"role":"assistant","content":"The capital of France is Paris.","refusal":null},"logprobs":null,"finish_reason":"stop"}],` +
