@@ -29,24 +29,6 @@ func (f ClientFunc) Generate(ctx context.Context, req *Request) (*Response, erro
 	return f(ctx, req)
 }
 
-// Decorate returns a Client that serves calls with f, where f is a
-// decorator's work around next, the client it wraps, and that emits no
-// events of its own. Unlike a bare ClientFunc, the result passes
-// Subscribe on to next (see Subscriber), so observers subscribed at
-// construction still reach the decorators inside it.
-func Decorate(next Client, f ClientFunc) Client { return &decorated{f: f, next: next} }
-
-type decorated struct {
-	f    ClientFunc
-	next Client
-}
-
-func (d *decorated) Generate(ctx context.Context, req *Request) (*Response, error) {
-	return d.f(ctx, req)
-}
-
-func (d *decorated) Subscribe(o Observer) bool { return Subscribe(d.next, o) }
-
 // Middleware decorates a Client with additional behaviour.
 type Middleware func(Client) Client
 

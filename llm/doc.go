@@ -36,11 +36,11 @@
 // # Events
 //
 // Decorators report what they did (attempts, retries, breaker changes,
-// cache results, fallbacks) as Events. An observer hears them either from
-// the call's context (WithObserver: per call, so it can keep per-call
-// state) or by subscribing once to the client it wraps (Subscribe: free
-// per call, for observers that only count). A decorator that emits events
-// implements Subscriber with an Observers set; one that only forwards uses
-// Decorate; a client that emits nothing implements Subscriber by returning
-// true. llmtest.Run checks that both ways hear the same events.
+// cache results, fallbacks) as Events, with Emit. An observer hears them in
+// one of two ways: per call, from the call's context (WithObserver), when it
+// keeps per-call state; or given once at construction to the decorators
+// whose events it counts (an option of the cache, a field of the resilience
+// config), when it keeps none. stack.New wires both. A decorator of one's
+// own needs only Client, Middleware, Request and Response, the error kinds
+// and Emit.
 package llm

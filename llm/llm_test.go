@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/url"
 	"strings"
 	"syscall"
 	"testing"
@@ -405,30 +406,26 @@ func TestObserverChain(t *testing.T) {
 	}
 }
 
-var ctxSink context.Context
-
-// A per-call struct embedding an ObserverScope registers without a
-// further allocation, and its observer sees events like any other.
-func TestObserverScope(t *testing.T) {
-	type perCall struct {
-		llm.ObserverScope
-		n int
+// EmitTo reports to the decorator's own observer first, then to the
+// context's; MultiObserver fans out in order, skips nils and flattens.
+func TestEmitToAndMultiObserver(t *testing.T) {
+	var got []string
+	rec := func(name string) llm.Observer {
+		return llm.ObserverFunc(func(_ context.Context, ev llm.Event) { got = append(got, name+":"+ev.Kind.String()) })
 	}
-	st := &perCall{}
-	outer := 0
-	ctx := llm.WithObserver(context.Background(), llm.ObserverFunc(func(context.Context, llm.Event) { outer++ }))
-	ctx = st.Bind(ctx, llm.ObserverFunc(func(context.Context, llm.Event) { st.n++ }))
-	llm.Emit(ctx, llm.Event{Kind: llm.EventRetry})
-	if st.n != 1 || outer != 1 {
-		t.Fatalf("scope observer saw %d events, outer %d; want 1 and 1", st.n, outer)
+	if llm.MultiObserver(nil, nil) != nil {
+		t.Fatal("MultiObserver of nils is not nil")
 	}
-	base := context.Background()
-	obs := llm.ObserverFunc(func(context.Context, llm.Event) {})
-	if n := testing.AllocsPerRun(1000, func() {
-		s := &perCall{}
-		ctxSink = s.Bind(base, obs)
-	}); n != 1 {
-		t.Fatalf("a per-call struct with a bound scope allocates %v times, want 1 (the struct)", n)
+	one := rec("one")
+	if o := llm.MultiObserver(nil, one); o == nil {
+		t.Fatal("MultiObserver(nil, one) = nil")
+	}
+	own := llm.MultiObserver(rec("a"), nil, llm.MultiObserver(rec("b"), rec("c")))
+	ctx := llm.WithObserver(context.Background(), rec("ctx"))
+	llm.EmitTo(ctx, own, llm.Event{Kind: llm.EventRetry})
+	llm.EmitTo(context.Background(), nil, llm.Event{Kind: llm.EventRetry}) // nobody: no panic
+	if s := strings.Join(got, ","); s != "a:retry,b:retry,c:retry,ctx:retry" {
+		t.Fatalf("events %s", s)
 	}
 }
 
@@ -583,4 +580,48 @@ func TestSleep(t *testing.T) {
 			t.Fatal("Sleep(0) on a done context returned nil")
 		}
 	})
+}
+
+// An error whose text holds a secret (an http.Do to a URL with ?key=…)
+// comes back redacted, with its kind, and still wrapping its clean cause.
+func TestRedactError(t *testing.T) {
+	cause := &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}
+	leaky := &url.Error{Op: "Post", URL: "https://llm.example/v1/chat?key=SECRET123", Err: cause}
+	err := llm.RedactError(leaky)
+	if strings.Contains(err.Error(), "SECRET123") {
+		t.Fatalf("secret in %q", err)
+	}
+	if !strings.Contains(err.Error(), "key="+llm.Redacted) || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("redacted error lost its context: %q", err)
+	}
+	if llm.KindOf(err) != llm.KindUnavailable {
+		t.Fatalf("kind %v, want unavailable", llm.KindOf(err))
+	}
+	var oe *net.OpError
+	if !errors.As(err, &oe) {
+		t.Fatal("the clean cause is no longer reachable")
+	}
+	for e := error(err); e != nil; e = errors.Unwrap(e) {
+		var ue *url.Error
+		if errors.As(e, &ue) {
+			t.Fatal("the leaky *url.Error is still reachable through Unwrap")
+		}
+	}
+	rl := &llm.Error{Kind: llm.KindRateLimited, Status: 429, RetryAfter: time.Second, Err: leaky}
+	got := llm.RedactError(rl)
+	if llm.RetryAfterOf(got) != time.Second || llm.KindOf(got) != llm.KindRateLimited {
+		t.Fatalf("RetryAfter or kind lost: %v", got)
+	}
+	for e := got; e != nil; e = errors.Unwrap(e) {
+		if strings.Contains(e.Error(), "SECRET123") {
+			t.Fatalf("a cause of the redacted *llm.Error still holds the secret: %q", e)
+		}
+	}
+	if rl.Err != leaky {
+		t.Fatal("RedactError modified the caller's error")
+	}
+	plain := errors.New("nothing to hide")
+	if llm.RedactError(plain) != plain || llm.RedactError(nil) != nil {
+		t.Fatal("a clean error must come back unchanged")
+	}
 }

@@ -2,9 +2,6 @@ package llm
 
 import (
 	"context"
-	"reflect"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -129,34 +126,17 @@ func (c *observerCtx) Value(key any) any {
 	return c.Context.Value(key)
 }
 
-// WithObserver returns a context under which Emit also reports to obs.
+// WithObserver returns a context under which Emit also reports to obs, for
+// an observer that keeps per-call state (the attempts of one call, say).
 // Observers registered further out keep receiving events. A nil obs returns
-// ctx unchanged.
+// ctx unchanged. An observer that only counts is better given once, at
+// construction, to the decorators whose events it wants (see MultiObserver).
 func WithObserver(ctx context.Context, obs Observer) context.Context {
 	if obs == nil {
 		return ctx
 	}
 	next, _ := ctx.Value(observerKey{}).(*observerCtx)
 	return &observerCtx{Context: ctx, obs: obs, next: next}
-}
-
-// ObserverScope is the storage WithObserver allocates, for decorators that
-// already allocate per-call state: embedding an ObserverScope in that state
-// and calling Bind registers an observer with no further allocation.
-type ObserverScope struct {
-	c observerCtx
-}
-
-// Bind returns a context under which Emit also reports to obs, like
-// WithObserver, using s as its storage. s must not be bound again while the
-// returned context is in use. A nil obs returns ctx unchanged.
-func (s *ObserverScope) Bind(ctx context.Context, obs Observer) context.Context {
-	if obs == nil {
-		return ctx
-	}
-	next, _ := ctx.Value(observerKey{}).(*observerCtx)
-	s.c = observerCtx{Context: ctx, obs: obs, next: next}
-	return &s.c
 }
 
 // Observed reports whether anybody listens under ctx, so that an emitter
@@ -167,137 +147,51 @@ func Observed(ctx context.Context) bool {
 }
 
 // Emit reports ev to every observer registered under ctx, innermost first.
-// It costs one context lookup when nobody listens.
-func Emit(ctx context.Context, ev Event) { emitCtx(ctx, ev, nil) }
-
-// emitCtx reports ev to the observers registered under ctx, innermost
-// first, except the comparable ones in skip (which already heard it).
-func emitCtx(ctx context.Context, ev Event, skip *observerList) {
-	c, _ := ctx.Value(observerKey{}).(*observerCtx)
-	for ; c != nil; c = c.next {
-		if skip == nil || !skip.has(c.obs) {
-			c.obs.Observe(ctx, ev)
-		}
+// It costs one context lookup when nobody listens. A decorator that was
+// also given an observer at construction reports to it as well, with
+// EmitTo.
+func Emit(ctx context.Context, ev Event) {
+	for c, _ := ctx.Value(observerKey{}).(*observerCtx); c != nil; c = c.next {
+		c.obs.Observe(ctx, ev)
 	}
 }
 
-// Subscriber is a Client that can deliver the events it and the clients
-// inside it emit to an observer given once, at construction, instead of
-// one registered in every call's context with WithObserver (which costs an
-// allocation per call). A decorator whose observer keeps no per-call state
-// (the Prometheus middleware, say) subscribes when it wraps its client and,
-// when that succeeds, leaves the call's context alone.
-//
-// Decorators implement it by subscribing their own wrapped client first
-// and, only when that succeeds, adding the observer to the ones they
-// deliver their own events to (see Observers). A provider adapter that
-// emits nothing implements it by returning true. A client that cannot
-// promise delivery returns false; so does any Client that does not
-// implement Subscriber (a ClientFunc, for one), since it might emit events
-// or call other decorated clients that only a context-registered observer
-// would hear.
-type Subscriber interface {
-	// Subscribe makes o receive, from now on, every event this client and
-	// the clients inside it emit, for every call they serve (whoever made
-	// it), and reports true; or subscribes nothing and reports false.
-	// Subscribing the same comparable observer twice delivers once.
-	Subscribe(o Observer) bool
-}
-
-// Subscribe subscribes o to c's events when c is a Subscriber and accepts;
-// it reports whether o is now subscribed. A nil o is never subscribed.
-func Subscribe(c Client, o Observer) bool {
-	s, ok := c.(Subscriber)
-	return ok && o != nil && s.Subscribe(o)
-}
-
-// Observers is the set of observers subscribed to a decorator that emits
-// events (see Subscriber). The zero value is an empty set ready to use; a
-// nil *Observers is an empty set that cannot be added to. It is safe for
-// concurrent use; adding is meant for construction and copies the set.
-type Observers struct {
-	list atomic.Pointer[observerList]
-	mu   sync.Mutex // serialises Add
-}
-
-// observerList is an immutable snapshot of an Observers set.
-type observerList struct {
-	all []Observer
-	// cmp are the observers of comparable types, the ones Emit can
-	// recognise when they are also registered on the call's context.
-	cmp []Observer
-}
-
-// has reports whether o is one of the comparable observers. Comparing an
-// interface with one of a comparable dynamic type never panics: values of
-// another type are simply unequal.
-func (l *observerList) has(o Observer) bool {
-	for _, x := range l.cmp {
-		if x == o {
-			return true
-		}
-	}
-	return false
-}
-
-// Add subscribes o. Adding a comparable observer that is already in the
-// set does nothing, so that two decorators sharing one observer (two
-// Prometheus middlewares on one registry, say) do not count an event twice.
-func (s *Observers) Add(o Observer) {
-	if o == nil {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var old observerList
-	if p := s.list.Load(); p != nil {
-		old = *p
-	}
-	comparable := reflect.TypeOf(o).Comparable()
-	if comparable && old.has(o) {
-		return
-	}
-	l := observerList{all: append(old.all[:len(old.all):len(old.all)], o), cmp: old.cmp}
-	if comparable {
-		l.cmp = append(old.cmp[:len(old.cmp):len(old.cmp)], o)
-	}
-	s.list.Store(&l)
-}
-
-// Len returns the number of subscribed observers.
-func (s *Observers) Len() int {
-	if s == nil {
-		return 0
-	}
-	if p := s.list.Load(); p != nil {
-		return len(p.all)
-	}
-	return 0
-}
-
-// Emit reports ev to the subscribed observers, then, as the package-level
-// Emit does, to every observer registered under ctx, except one that is
-// also subscribed here (a comparable observer that reached the call's
-// context by another path hears the event once). An observer registered
-// twice on the context itself hears it twice: registration is per call,
-// and checking the context's chain for repeats would cost every event.
-func (s *Observers) Emit(ctx context.Context, ev Event) {
-	var l *observerList
-	if s != nil {
-		l = s.list.Load()
-	}
-	if l == nil {
-		Emit(ctx, ev)
-		return
-	}
-	for _, o := range l.all {
+// EmitTo reports ev to o, when o is not nil, then to the observers under
+// ctx (Emit). It is how a decorator built with an observer emits.
+func EmitTo(ctx context.Context, o Observer, ev Event) {
+	if o != nil {
 		o.Observe(ctx, ev)
 	}
-	emitCtx(ctx, ev, l)
+	Emit(ctx, ev)
 }
 
-// Observed reports whether anybody listens: a subscribed observer, or one
-// registered under ctx.
-func (s *Observers) Observed(ctx context.Context) bool {
-	return s.Len() > 0 || Observed(ctx)
+// MultiObserver returns an Observer that reports each event to every one of
+// obs in order, like io.MultiWriter; nil ones are skipped. It returns nil
+// when none is left, and the observer itself when only one is.
+func MultiObserver(obs ...Observer) Observer {
+	var all multiObserver
+	for _, o := range obs {
+		switch o := o.(type) {
+		case nil:
+		case multiObserver:
+			all = append(all, o...)
+		default:
+			all = append(all, o)
+		}
+	}
+	switch len(all) {
+	case 0:
+		return nil
+	case 1:
+		return all[0]
+	}
+	return all
+}
+
+type multiObserver []Observer
+
+func (m multiObserver) Observe(ctx context.Context, ev Event) {
+	for _, o := range m {
+		o.Observe(ctx, ev)
+	}
 }

@@ -1,6 +1,7 @@
 package llm
 
 import (
+	"errors"
 	"regexp"
 	"strings"
 )
@@ -48,6 +49,51 @@ func mayHoldSecret(s string) bool {
 	l := strings.ToLower(s)
 	for _, hint := range [...]string{"auth", "bearer", "key", "token", "secret", "password", "sig", "sk-", "aiza", "xai-", "gsk_"} {
 		if strings.Contains(l, hint) {
+			return true
+		}
+	}
+	return false
+}
+
+// RedactError returns err unchanged when neither its text nor that of any
+// cause reachable through Unwrap holds a secret. Otherwise it returns an
+// *Error of the same Kind (keeping Status, RetryAfter, Provider and Quota of
+// the first *Error in the chain) whose text is redacted, wrapping the
+// outermost cause that holds no secret (the *net.OpError or
+// context.Canceled under a *url.Error that names a ?key=… URL, say): errors.Is
+// still finds that cause, and no secret stays reachable. Every error
+// leaving an llmkit decorator passes through it; a decorator of one's own
+// that returns foreign errors should do the same.
+func RedactError(err error) error {
+	if err == nil || !leaks(err) {
+		return err
+	}
+	if e, ok := err.(*Error); ok {
+		c := *e
+		c.Message = Redact(c.Message)
+		c.Err = RedactError(c.Err)
+		return &c
+	}
+	out := &Error{Kind: KindOf(err), Message: Redact(err.Error())}
+	var e *Error
+	if errors.As(err, &e) {
+		out.Status, out.RetryAfter, out.Provider, out.Quota = e.Status, e.RetryAfter, e.Provider, e.Quota
+	}
+	for cause := errors.Unwrap(err); cause != nil; cause = errors.Unwrap(cause) {
+		if !leaks(cause) {
+			out.Err = cause
+			out.Message = strings.TrimSuffix(out.Message, ": "+cause.Error())
+			break
+		}
+	}
+	return out
+}
+
+// leaks reports whether the text of err or of a cause reachable through
+// Unwrap holds a secret.
+func leaks(err error) bool {
+	for ; err != nil; err = errors.Unwrap(err) {
+		if s := err.Error(); Redact(s) != s {
 			return true
 		}
 	}

@@ -107,7 +107,7 @@ func blank(s string) bool {
 // counted) and outside the cache (so nothing oversized is hashed).
 func Validate(lim Limits) Middleware {
 	return func(next Client) Client {
-		return Decorate(next, func(ctx context.Context, req *Request) (*Response, error) {
+		return ClientFunc(func(ctx context.Context, req *Request) (*Response, error) {
 			if err := req.ValidateLimits(lim); err != nil {
 				return nil, err
 			}

@@ -39,11 +39,13 @@ func ErrorKinds(kinds ...llm.Kind) Option {
 // stream.
 func NoStreaming() Option { return func(s *suite) { s.noStream = true } }
 
-// RefusesSubscribe says the client implements llm.Subscriber but refuses
-// every subscription by design (it calls other clients than its upstream,
-// as resilience does with fallback clients): the Subscribe check then
-// requires the refusal, and that the refused observer hears nothing.
-func RefusesSubscribe() Option { return func(s *suite) { s.refuses = true } }
+// Retrying says the client retries retryable errors, as resilience and the
+// default stack do. The error-kind checks then script upstream to fail on
+// every attempt, so the kind must still come back once the retries are
+// spent (a rate limit with a short Retry-After, so the suite stays quick),
+// and a further check requires that a retryable failure followed by an
+// answer returns the answer.
+func Retrying() Option { return func(s *suite) { s.retrying = true } }
 
 // Liveness bounds how long a call may take to return after its context is
 // canceled before the suite calls it stuck. It guards against deadlock; it
@@ -56,7 +58,7 @@ type suite struct {
 	noStream   bool
 	kinds      []llm.Kind
 	liveness   time.Duration
-	refuses    bool
+	retrying   bool
 }
 
 // DefaultErrorKinds are the kinds Run checks by default.
@@ -69,9 +71,7 @@ var DefaultErrorKinds = []llm.Kind{
 // contract: safe concurrent use, the request left unmodified, a prompt
 // return when the context is canceled, streaming in order with an
 // aggregated response, the stream callback's error honoured, cut streams
-// reported as stream_cut, error kinds preserved, and, for a client that
-// implements llm.Subscriber, an observer subscribed at construction
-// hearing exactly what one on the call's context hears. Every adapter and
+// reported as stream_cut, and error kinds preserved. Every adapter and
 // every decorator in llmkit runs it; third-party ones can too. Run it under
 // -race.
 func Run(t *testing.T, newClient Factory, opts ...Option) {
@@ -84,9 +84,11 @@ func Run(t *testing.T, newClient Factory, opts ...Option) {
 	t.Run("RequestUnmodified", s.testRequestUnmodified)
 	t.Run("Concurrent", s.testConcurrent)
 	t.Run("CanceledBeforeCall", s.testCanceledBefore)
-	t.Run("Subscribe", s.testSubscribe)
 	if !s.standalone {
 		t.Run("CanceledDuringCall", s.testCanceledDuring)
+		if s.retrying {
+			t.Run("RetriedAnswer", s.testRetriedAnswer)
+		}
 		if len(s.kinds) > 0 {
 			t.Run("ErrorKinds", s.testErrorKinds)
 		}
@@ -100,58 +102,16 @@ func Run(t *testing.T, newClient Factory, opts ...Option) {
 	}
 }
 
-// kindCounter counts events by kind.
-type kindCounter struct {
-	mu sync.Mutex
-	n  map[llm.EventKind]int
-}
-
-func (k *kindCounter) Observe(_ context.Context, ev llm.Event) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.n == nil {
-		k.n = map[llm.EventKind]int{}
+// testRetriedAnswer: a retrying client answers after one retryable failure.
+func (s *suite) testRetriedAnswer(t *testing.T) {
+	c, up := s.client(t, Step{Err: Error(llm.KindUnavailable)}, Step{Text: "after a retry"})
+	resp, err := c.Generate(context.Background(), prompt(t))
+	checkResult(t, resp, err)
+	if err != nil {
+		t.Fatalf("Generate after one unavailable attempt: %v", err)
 	}
-	k.n[ev.Kind]++
-}
-
-func (k *kindCounter) counts() string {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return fmt.Sprint(k.n) // fmt sorts map keys
-}
-
-// testSubscribe: a client that implements llm.Subscriber over an upstream
-// that accepts (an llmtest.Fake does) accepts a subscription, and the
-// subscribed observer hears exactly the events an observer on the call's
-// context hears; with RefusesSubscribe it refuses, and the refused
-// observer hears nothing. A client that does not implement it has nothing
-// to check.
-func (s *suite) testSubscribe(t *testing.T) {
-	c, _ := s.client(t, Step{Text: "first"}, Step{Err: &llm.Error{Kind: llm.KindUnavailable, Status: 503}})
-	if _, ok := c.(llm.Subscriber); !ok {
-		t.Log("the client does not implement llm.Subscriber")
-		return
-	}
-	sub := &kindCounter{}
-	accepted := llm.Subscribe(c, sub)
-	switch {
-	case accepted && s.refuses:
-		t.Fatal("llm.Subscribe accepted, though the client is run with RefusesSubscribe")
-	case !accepted && !s.refuses:
-		t.Fatal("llm.Subscribe refused, though the upstream (an llmtest.Fake) accepts")
-	}
-	viaCtx := &kindCounter{}
-	ctx := llm.WithObserver(context.Background(), viaCtx)
-	for range 3 { // an answer, a failure (or a cache hit), then the default
-		_, _ = c.Generate(ctx, prompt(t))
-	}
-	want := viaCtx.counts()
-	if !accepted {
-		want = (&kindCounter{}).counts() // nothing
-	}
-	if got := sub.counts(); got != want {
-		t.Fatalf("the subscribed observer heard %s, want %s", got, want)
+	if resp.Text != "after a retry" || up.Calls() != 2 {
+		t.Fatalf("Text = %q after %d upstream calls, want the second call's answer", resp.Text, up.Calls())
 	}
 }
 
@@ -346,6 +306,13 @@ func (s *suite) testErrorKinds(t *testing.T) {
 	for _, kind := range s.kinds {
 		t.Run(kind.String(), func(t *testing.T) {
 			c, _ := s.client(t, Step{Err: Error(kind)})
+			if s.retrying && llm.Retryable(Error(kind)) {
+				fail := Error(kind)
+				if fail.RetryAfter > 0 {
+					fail.RetryAfter = time.Millisecond
+				}
+				c = s.newClient(t, &Fake{Default: Step{Err: fail}})
+			}
 			resp, err := c.Generate(context.Background(), prompt(t))
 			checkResult(t, resp, err)
 			if got := llm.KindOf(err); got != kind {

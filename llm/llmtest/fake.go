@@ -216,7 +216,3 @@ func Error(kind llm.Kind) *llm.Error {
 // StatusFor returns the HTTP status providers send for a kind, or 0 for
 // kinds that do not come from HTTP; it is kind.HTTPStatus().
 func StatusFor(kind llm.Kind) int { return kind.HTTPStatus() }
-
-// Subscribe reports true: a Fake emits no events, so an observer
-// subscribed at construction (see llm.Subscriber) misses nothing from it.
-func (f *Fake) Subscribe(llm.Observer) bool { return true }
