@@ -349,23 +349,28 @@ func (c *Capturer) Close() error {
 // Middleware is the capturing llm.Middleware: pass the method value
 // (capturer.Middleware) to llm.Chain or llm.Wrap.
 func (c *Capturer) Middleware(next llm.Client) llm.Client {
-	return llm.Decorate(next, func(ctx context.Context, req *llm.Request) (*llm.Response, error) {
-		if req == nil {
-			return next.Generate(ctx, req)
-		}
-		// The deferred calls end the watch even when next panics.
-		if c.cfg.sample > 0 && c.calls.Add(1)%c.cfg.sample == 0 {
-			if w := c.trigger(ReasonSampled, req); w != nil {
-				defer w.callDone()
-				return next.Generate(ctx, req)
-			}
-		}
-		if c.cfg.threshold == 0 {
-			return next.Generate(ctx, req)
-		}
-		defer c.unwatch(c.watch(req))
-		return next.Generate(ctx, req)
+	return llm.ClientFunc(func(ctx context.Context, req *llm.Request) (*llm.Response, error) {
+		resp, err := c.generate(ctx, next, req)
+		return resp, llm.RedactError(err)
 	})
+}
+
+func (c *Capturer) generate(ctx context.Context, next llm.Client, req *llm.Request) (*llm.Response, error) {
+	if req == nil {
+		return next.Generate(ctx, req)
+	}
+	// The deferred calls end the watch even when next panics.
+	if c.cfg.sample > 0 && c.calls.Add(1)%c.cfg.sample == 0 {
+		if w := c.trigger(ReasonSampled, req); w != nil {
+			defer w.callDone()
+			return next.Generate(ctx, req)
+		}
+	}
+	if c.cfg.threshold == 0 {
+		return next.Generate(ctx, req)
+	}
+	defer c.unwatch(c.watch(req))
+	return next.Generate(ctx, req)
 }
 
 // watch arms a timer that fires when the call passes the threshold. The

@@ -149,9 +149,10 @@ func (c *labelCtx) Value(key any) any {
 }
 
 func (l *labeler) middleware(next llm.Client) llm.Client {
-	return llm.Decorate(next, func(ctx context.Context, req *llm.Request) (resp *llm.Response, err error) {
+	return llm.ClientFunc(func(ctx context.Context, req *llm.Request) (resp *llm.Response, err error) {
 		if req == nil {
-			return next.Generate(ctx, req)
+			resp, err = next.Generate(ctx, req)
+			return resp, llm.RedactError(err)
 		}
 		e := l.lookup(req)
 		if hasLabels(ctx) {
@@ -159,12 +160,13 @@ func (l *labeler) middleware(next llm.Client) llm.Client {
 			pprof.Do(ctx, e.set, func(ctx context.Context) {
 				resp, err = next.Generate(ctx, req)
 			})
-			return resp, err
+			return resp, llm.RedactError(err)
 		}
 		lctx := &labelCtx{Context: ctx, labels: e.labels}
 		pprof.SetGoroutineLabels(lctx)
 		defer pprof.SetGoroutineLabels(ctx)
-		return next.Generate(lctx, req)
+		resp, err = next.Generate(lctx, req)
+		return resp, llm.RedactError(err)
 	})
 }
 

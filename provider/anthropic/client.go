@@ -242,7 +242,3 @@ func (c *Client) stream(ctx context.Context, req *llm.Request, params sdk.Messag
 	}
 	return &resp, nil
 }
-
-// Subscribe reports true: a Client emits no events, so an observer
-// subscribed at construction (see llm.Subscriber) misses nothing from it.
-func (c *Client) Subscribe(llm.Observer) bool { return true }

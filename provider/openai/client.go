@@ -3,7 +3,9 @@ package openai
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"net/url"
 
 	"github.com/llmkit/llmkit/llm"
 	sdk "github.com/openai/openai-go/v3"
@@ -61,13 +63,27 @@ func New(client *sdk.Client, opts ...Option) (*Client, error) {
 // apiKey means the SDK's default (OPENAI_API_KEY). For OpenAI-compatible
 // servers pass their base URL including the /v1 suffix, for example
 // "http://localhost:8000/v1" (vLLM) or "http://localhost:11434/v1" (Ollama).
+// A query string in baseURL (an Azure-style gateway's ?api-version=…) is
+// sent with every request; the SDK alone would drop it. A baseURL that does
+// not parse as an absolute http(s) URL, or has a fragment, is an error.
 func NewFromConfig(apiKey, baseURL string, opts ...Option) (*Client, error) {
 	sdkOpts := []option.RequestOption{option.WithMaxRetries(0)}
 	if apiKey != "" {
 		sdkOpts = append(sdkOpts, option.WithAPIKey(apiKey))
 	}
 	if baseURL != "" {
-		sdkOpts = append(sdkOpts, option.WithBaseURL(baseURL))
+		u, err := url.Parse(baseURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Fragment != "" {
+			// The URL may hold a key in its query: never echo it.
+			return nil, fmt.Errorf("openai: base URL %q is not an absolute http(s) URL without a fragment", llm.Redact(baseURL))
+		}
+		for key, values := range u.Query() {
+			for _, v := range values {
+				sdkOpts = append(sdkOpts, option.WithQueryAdd(key, v))
+			}
+		}
+		u.RawQuery = ""
+		sdkOpts = append(sdkOpts, option.WithBaseURL(u.String()))
 	}
 	client := sdk.NewClient(sdkOpts...)
 	return New(&client, opts...)
@@ -107,7 +123,3 @@ func (c *Client) Generate(ctx context.Context, req *llm.Request) (*llm.Response,
 	resp.Quota = quota
 	return resp, nil
 }
-
-// Subscribe reports true: a Client emits no events, so an observer
-// subscribed at construction (see llm.Subscriber) misses nothing from it.
-func (c *Client) Subscribe(llm.Observer) bool { return true }

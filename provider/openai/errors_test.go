@@ -398,3 +398,49 @@ func TestProviderName(t *testing.T) {
 		t.Fatalf("error %v, want provider vllm", err)
 	}
 }
+
+// TestBaseURLQueryKept: a query string in the base URL (an Azure-style
+// gateway's ?api-version=…) reaches the server with every request, streamed
+// or not, at the base URL's path; a base URL that is not an absolute
+// http(s) URL is refused without echoing a key it may hold.
+func TestBaseURLQueryKept(t *testing.T) {
+	var got atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Store(r.URL.Path + "?" + r.URL.RawQuery)
+		if strings.Contains(r.URL.RawQuery, "api-version") {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(400)
+			fmt.Fprint(w, `{"error":{"message":"seen","type":"invalid_request_error"}}`)
+			return
+		}
+		w.WriteHeader(404)
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(http.DefaultClient.CloseIdleConnections)
+	c, err := openai.NewFromConfig(testKey, srv.URL+"/openai/deployments/d1?api-version=2024-10-21")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stream := range []bool{false, true} {
+		req := llm.Prompt("hi")
+		if stream {
+			req.Stream = func(llm.Chunk) error { return nil }
+		}
+		_, err := c.Generate(context.Background(), req)
+		if llm.KindOf(err) != llm.KindBadRequest {
+			t.Fatalf("stream=%v: %v, want the server's 400 (it saw the query)", stream, err)
+		}
+		if s, _ := got.Load().(string); s != "/openai/deployments/d1/chat/completions?api-version=2024-10-21" {
+			t.Fatalf("stream=%v: the server saw %q", stream, s)
+		}
+	}
+	for _, bad := range []string{"localhost:8000/v1?key=SECRETKEY", "ftp://x/v1", "http://x/v1#frag", "http://%zz"} {
+		_, err := openai.NewFromConfig(testKey, bad)
+		if err == nil {
+			t.Fatalf("NewFromConfig(%q) accepted", bad)
+		}
+		if strings.Contains(err.Error(), "SECRETKEY") {
+			t.Fatalf("the error echoes the key: %v", err)
+		}
+	}
+}

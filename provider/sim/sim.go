@@ -312,7 +312,3 @@ func (w *waiter) stop() {
 		w.t.Stop()
 	}
 }
-
-// Subscribe reports true: a Model emits no events, so an observer
-// subscribed at construction (see llm.Subscriber) misses nothing from it.
-func (m *Model) Subscribe(llm.Observer) bool { return true }
