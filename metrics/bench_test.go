@@ -8,18 +8,18 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/llmkit/llmkit/llm"
 	"github.com/llmkit/llmkit/metrics"
 )
 
-var benchUp = llm.ClientFunc(func(context.Context, *llm.Request) (*llm.Response, error) { return okResp, nil })
-
-func benchClient(b *testing.B, c llm.Client) {
+// benchClient calls c from GOMAXPROCS goroutines at once: the middlewares'
+// series and observers are shared by every call.
+func benchClient(b *testing.B, ctx context.Context, c llm.Client) {
 	b.Helper()
 	req := &llm.Request{Model: "gpt-a", Endpoint: "chat"}
-	ctx := context.Background()
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -31,53 +31,51 @@ func benchClient(b *testing.B, c llm.Client) {
 }
 
 // BenchmarkBaseline is the upstream alone, to subtract.
-func BenchmarkBaseline(b *testing.B) { benchClient(b, benchUp) }
-
-// benchLeaf is benchUp as a provider adapter is: a client that emits no
-// events and says so (llm.Subscriber), so that observers subscribe at
-// construction.
-type benchLeaf struct{}
-
-func (benchLeaf) Generate(context.Context, *llm.Request) (*llm.Response, error) { return okResp, nil }
-func (benchLeaf) Subscribe(llm.Observer) bool                                   { return true }
+func BenchmarkBaseline(b *testing.B) { benchClient(b, context.Background(), okClient) }
 
 func BenchmarkPrometheus(b *testing.B) {
-	// events: the default, over an adapter-like client: the observer is
-	// subscribed once, at construction.
-	b.Run("events", func(b *testing.B) {
-		benchClient(b, must(metrics.Prometheus(prometheus.NewRegistry(), metrics.WithModels("gpt-a")))(benchLeaf{}))
+	newMW := func(opts ...metrics.Option) llm.Middleware {
+		opts = append(opts, metrics.WithModels("gpt-a"), metrics.WithEndpoints("chat"))
+		return must(metrics.NewPrometheus(prometheus.NewRegistry(), opts...)).Middleware()
+	}
+	b.Run("untraced", func(b *testing.B) { benchClient(b, context.Background(), newMW()(okClient)) })
+	b.Run("classic", func(b *testing.B) {
+		benchClient(b, context.Background(), newMW(metrics.WithNativeHistograms(0))(okClient))
 	})
-	// events-clientfunc: over an opaque ClientFunc, which refuses the
-	// subscription, so each call registers the observer on its context.
-	b.Run("events-clientfunc", func(b *testing.B) {
-		benchClient(b, must(metrics.Prometheus(prometheus.NewRegistry(), metrics.WithModels("gpt-a")))(benchUp))
-	})
-	b.Run("no-events", func(b *testing.B) {
-		benchClient(b, must(metrics.Prometheus(prometheus.NewRegistry(), metrics.WithModels("gpt-a"), metrics.WithEvents(false)))(benchUp))
+	// sampled: every call carries a sampled span, so it leaves exemplars.
+	b.Run("sampled", func(b *testing.B) { benchClient(b, traced(1, trace.FlagsSampled), newMW()(okClient)) })
+}
+
+// BenchmarkPrometheusObserve is the cost of one event reported to the
+// Prometheus by a decorator it was given to.
+func BenchmarkPrometheusObserve(b *testing.B) {
+	p := must(metrics.NewPrometheus(prometheus.NewRegistry()))
+	ev := llm.Event{Kind: llm.EventAttempt, Attempt: 1}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			p.Observe(context.Background(), ev)
+		}
 	})
 }
 
 func BenchmarkOTelNoop(b *testing.B) {
 	b.Run("explicit", func(b *testing.B) {
-		benchClient(b, must(metrics.OTel(metrics.WithTracerProvider(tracenoop.NewTracerProvider()), metrics.WithMeterProvider(metricnoop.NewMeterProvider())))(benchUp))
+		mw := must(metrics.OTel(metrics.WithTracerProvider(tracenoop.NewTracerProvider()), metrics.WithMeterProvider(metricnoop.NewMeterProvider())))
+		benchClient(b, context.Background(), mw(okClient))
 	})
-	b.Run("global", func(b *testing.B) { benchClient(b, must(metrics.OTel())(benchUp)) })
+	b.Run("global", func(b *testing.B) { benchClient(b, context.Background(), must(metrics.OTel())(okClient)) })
 }
 
-func BenchmarkLogDisabled(b *testing.B) {
-	logger := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError + 1}))
-	benchClient(b, must(metrics.Log(logger))(benchUp))
-}
-
-func BenchmarkLogEnabled(b *testing.B) {
-	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	benchClient(b, must(metrics.Log(logger))(benchUp))
-}
-
-// BenchmarkLogSuccessSkipped is the usual production setting: the logger
-// writes warnings and errors, and a successful call writes nothing, but the
-// middleware must still time and watch the call in case it fails.
-func BenchmarkLogSuccessSkipped(b *testing.B) {
-	logger := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	benchClient(b, must(metrics.Log(logger))(benchUp))
+func BenchmarkLog(b *testing.B) {
+	for name, level := range map[string]slog.Level{
+		"disabled": slog.LevelError + 1,
+		"enabled":  slog.LevelInfo,
+		// The usual production setting: a successful call writes nothing,
+		// but the middleware still times and watches it in case it fails.
+		"success-skipped": slog.LevelWarn,
+	} {
+		logger := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: level}))
+		b.Run(name, func(b *testing.B) { benchClient(b, context.Background(), must(metrics.Log(logger))(okClient)) })
+	}
 }

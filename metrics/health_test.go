@@ -13,7 +13,6 @@ import (
 	"github.com/llmkit/llmkit/llm"
 	"github.com/llmkit/llmkit/llm/llmtest"
 	"github.com/llmkit/llmkit/metrics"
-	"github.com/llmkit/llmkit/resilience"
 )
 
 func probe(t *testing.T, h http.Handler) (int, string, []string) {
@@ -37,9 +36,8 @@ func TestHealthStates(t *testing.T) {
 		if code, status, _ := probe(t, h); code != 200 || status != "ready" {
 			t.Fatalf("fresh: %d %s", code, status)
 		}
-		// Breaker events arrive through the middleware's observer.
-		fake := &llmtest.Fake{}
-		c := h.Middleware()(emitting(llm.Event{Kind: llm.EventBreakerState, Source: "openai", State: llm.BreakerHalfOpen})(fake))
+		// Breaker states reach h through the decorator it was given to.
+		c := h.Middleware()(reporting(h, llm.Event{Kind: llm.EventBreakerState, Source: "openai", State: llm.BreakerHalfOpen})(&llmtest.Fake{}))
 		_, _ = c.Generate(ctx, llm.Prompt("x"))
 		if code, status, reasons := probe(t, h); code != 200 || status != "degraded" || !slices.Equal(reasons, []string{`circuit breaker "openai" half-open`}) {
 			t.Fatalf("half-open: %d %s %v", code, status, reasons)
@@ -78,17 +76,27 @@ func TestHealthStates(t *testing.T) {
 	})
 }
 
+// An exhausted quota with no announced reset counts for WithQuotaTTL.
+func TestHealthQuotaTTL(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := must(metrics.NewHealth(metrics.WithQuotaTTL(10 * time.Second)))
+		q := &llm.Quota{LimitRequests: -1, RemainingRequests: -1, LimitTokens: 100, RemainingTokens: 0}
+		_, _ = h.Middleware()(&llmtest.Fake{Steps: []llmtest.Step{{Err: &llm.Error{Kind: llm.KindRateLimited, Quota: q}}}}).Generate(context.Background(), llm.Prompt("x"))
+		if ready, _, reasons := h.Status(); ready || !slices.Equal(reasons, []string{"token quota exhausted"}) {
+			t.Fatalf("exhausted: ready %v %v", ready, reasons)
+		}
+		time.Sleep(10 * time.Second)
+		if ready, _, _ := h.Status(); !ready {
+			t.Fatal("not ready after WithQuotaTTL")
+		}
+	})
+}
+
 func TestHealthOpenBreakerDegraded(t *testing.T) {
 	h := must(metrics.NewHealth(metrics.WithOpenBreakerDegraded()))
 	h.Observe(context.Background(), llm.Event{Kind: llm.EventBreakerState, Source: "a", State: llm.BreakerOpen})
 	if ready, degraded, _ := h.Status(); !ready || !degraded {
 		t.Fatalf("ready %v degraded %v, want ready and degraded", ready, degraded)
-	}
-	if _, err := metrics.NewHealth(metrics.WithLowQuota(1)); err == nil {
-		t.Error("WithLowQuota(1): want an error")
-	}
-	if _, err := metrics.NewHealth(metrics.WithQuotaTTL(0)); err == nil {
-		t.Error("WithQuotaTTL(0): want an error")
 	}
 }
 
@@ -97,35 +105,13 @@ func TestHealthConformance(t *testing.T) {
 	llmtest.Run(t, func(t *testing.T, up llm.Client) llm.Client { return h.Middleware()(up) })
 }
 
-// observedLeaf is a provider that emits nothing (so subscriptions pass
-// through it) and records whether any observer was on its call's context.
-type observedLeaf struct {
-	llmtest.Fake
-	sawObserver bool
-}
-
-func (l *observedLeaf) Generate(ctx context.Context, req *llm.Request) (*llm.Response, error) {
-	l.sawObserver = l.sawObserver || llm.Observed(ctx)
-	return l.Fake.Generate(ctx, req)
-}
-
-// Over a chain that accepts subscriptions (resilience over a provider),
-// Health hears the breaker by subscription: no call carries an observer.
-func TestHealthSubscribes(t *testing.T) {
-	h := must(metrics.NewHealth())
-	br, err := resilience.NewBreaker(resilience.BreakerConfig{Name: "p", FailureThreshold: 2, Delay: time.Hour})
-	if err != nil {
+// Health's middleware puts nothing on the call's context.
+func TestHealthNotOnContext(t *testing.T) {
+	leaf := &observedLeaf{Client: okClient}
+	if _, err := must(metrics.NewHealth()).Middleware()(leaf).Generate(context.Background(), llm.Prompt("x")); err != nil {
 		t.Fatal(err)
 	}
-	leaf := &observedLeaf{Fake: llmtest.Fake{Default: llmtest.Step{Err: &llm.Error{Kind: llm.KindUnavailable, Status: 503}}}}
-	c := h.Middleware()(must(resilience.New(resilience.Config{Breaker: br}))(leaf))
-	for range 2 {
-		_, _ = c.Generate(context.Background(), llm.Prompt("x"))
-	}
-	if code, status, reasons := probe(t, h); code != 503 || status != "unavailable" || !slices.Equal(reasons, []string{`circuit breaker "p" open`}) {
-		t.Fatalf("after the breaker opened: %d %s %v", code, status, reasons)
-	}
-	if leaf.sawObserver {
-		t.Fatal("Health registered an observer on the call's context though the chain accepted its subscription")
+	if leaf.saw {
+		t.Fatal("Health's middleware registered an observer on the call's context")
 	}
 }

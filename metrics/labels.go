@@ -1,97 +1,51 @@
 package metrics
 
 import (
+	"errors"
+	"maps"
+	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/llmkit/llmkit/llm"
 )
 
-// Other is the label value every model, endpoint or breaker name outside
-// the bounded set maps to.
+// Other is the label value every model, endpoint, breaker name or reason
+// outside the bounded set maps to.
 const Other = "other"
 
 // labelSet interns a bounded set of label values. Each value gets a stable
 // index in [0, size); index size-1 is Other. With an allow-list the set is
 // fixed at construction; otherwise the first size-1 distinct values seen
-// are admitted and later ones map to Other. Lookups are lock-free reads of
-// an immutable snapshot, so the per-call path never allocates.
+// are admitted and later ones map to Other. Lookups read an immutable map
+// without locking, so the per-call path never allocates.
 type labelSet struct {
-	empty  string   // what "" becomes
-	size   int      // number of indexes, Other included
-	names  []string // fixed length size-1; names[i] is written before i is published
-	n      int      // admitted so far, guarded by mu
-	index  atomic.Pointer[labelIndex]
-	mu     sync.Mutex
-	fixed  bool
-	filled atomic.Bool
+	empty string   // what "" becomes
+	size  int      // number of indexes, Other included
+	fixed bool     // an allow-list: nothing is admitted
+	names []string // exported values; names[i] is written before i is published
+	index atomic.Pointer[map[string]int]
+	mu    sync.Mutex // serialises admissions
 }
 
-// labelIndex is an immutable snapshot of the admitted values: keys[i] is
-// the raw value of index i. A small set is searched linearly, which for a
-// handful of short strings is faster than hashing; a larger one has a map.
-type labelIndex struct {
-	keys []string
-	m    map[string]int // nil when len(keys) <= maxScan
-}
-
-// maxScan is the largest set searched linearly.
-const maxScan = 8
-
-func newLabelIndex(keys []string) *labelIndex {
-	ix := &labelIndex{keys: keys}
-	if len(keys) > maxScan {
-		ix.m = make(map[string]int, len(keys))
-		for i, k := range keys {
-			ix.m[k] = i
-		}
-	}
-	return ix
-}
-
-func (ix *labelIndex) find(v string) (int, bool) {
-	if ix.m != nil {
-		i, ok := ix.m[v]
-		return i, ok
-	}
-	for i, k := range ix.keys {
-		if k == v {
-			return i, true
-		}
-	}
-	return 0, false
-}
-
-// newLabelSet returns a set admitting allow (when non-empty) or the first
-// max values seen.
+// newLabelSet returns a set of the values in allow (when there are any)
+// or of the first max values seen.
 func newLabelSet(allow []string, max int, empty string) *labelSet {
-	s := &labelSet{empty: empty}
-	var keys []string
+	s := &labelSet{empty: empty, size: max + 1, names: make([]string, max)}
+	m := map[string]int{}
 	if len(allow) > 0 {
-		s.fixed = true
-		seen := make(map[string]bool)
+		s.fixed, s.names = true, nil
 		for _, v := range allow {
-			if seen[v] {
-				continue
+			if _, dup := m[v]; !dup {
+				m[v] = len(s.names)
+				s.names = append(s.names, v) // the caller's own, exported as given
 			}
-			seen[v] = true
-			keys = append(keys, v)
 		}
-		// An allow-list is the caller's own value, exported as given.
-		s.names = keys
-		s.n = len(s.names)
-		s.size = s.n + 1
-		s.filled.Store(true)
-	} else {
-		s.size = max + 1
-		s.names = make([]string, max)
+		s.size = len(s.names) + 1
 	}
-	s.index.Store(newLabelIndex(keys))
+	s.index.Store(&m)
 	return s
 }
-
-// other returns Other's index.
-func (s *labelSet) other() int { return s.size - 1 }
 
 // name returns the label value of index i.
 func (s *labelSet) name(i int) string {
@@ -106,38 +60,70 @@ func (s *labelSet) lookup(v string) int {
 	if v == "" {
 		v = s.empty
 	}
-	if i, ok := s.index.Load().find(v); ok {
+	m := *s.index.Load()
+	if i, ok := m[v]; ok {
 		return i
 	}
-	if s.filled.Load() {
-		return s.other()
+	if s.fixed || len(m) == s.size-1 {
+		return s.size - 1
 	}
-	return s.admit(v)
-}
-
-func (s *labelSet) admit(v string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	old := s.index.Load()
-	if i, ok := old.find(v); ok {
+	m = *s.index.Load()
+	if i, ok := m[v]; ok {
 		return i
 	}
-	if s.n >= s.size-1 {
-		s.filled.Store(true)
-		return s.other()
+	if len(m) == s.size-1 {
+		return s.size - 1
 	}
-	v = string([]byte(v)) // never keep a caller's larger backing array alive
-	i := s.n
-	// The label value is redacted: a secret pasted into a model or
-	// endpoint name never reaches an exposition. Lookups stay keyed by
-	// the raw value, so they stay on the fast path.
+	// The exported value is redacted, so a secret pasted into a model or
+	// endpoint name never reaches an exposition; lookups stay keyed by the
+	// raw value, copied so that no caller's larger buffer stays alive.
+	i := len(m)
+	v = strings.Clone(v)
 	s.names[i] = llm.Redact(v)
-	s.n++
-	// Copy on write: the set is small and bounded, and admissions stop
-	// once it is full.
-	s.index.Store(newLabelIndex(append(old.keys[:len(old.keys):len(old.keys)], v)))
-	if s.n == s.size-1 {
-		s.filled.Store(true)
-	}
+	next := maps.Clone(m)
+	next[v] = i
+	s.index.Store(&next)
 	return i
+}
+
+// The status label: the final outcome of a call, "ok", "degraded" (a
+// fallback answered) or the kind of its error.
+const (
+	statusOK = iota
+	statusDegraded
+	statusKinds // statusKinds + int(kind)
+)
+
+// statusNames holds the status label values by index.
+var statusNames = func() []string {
+	s := []string{"ok", "degraded"}
+	for _, k := range llm.Kinds() {
+		s = append(s, k.String())
+	}
+	return s
+}()
+
+// statusOf returns the status index of an outcome (of an attempt when
+// resp is nil).
+func statusOf(resp *llm.Response, err error) int {
+	switch {
+	case err != nil:
+		return statusKinds + int(llm.KindOf(err))
+	case resp != nil && resp.Degraded:
+		return statusDegraded
+	}
+	return statusOK
+}
+
+// quotaOf returns the quota reported with a response or an error.
+func quotaOf(resp *llm.Response, err error) *llm.Quota {
+	if resp != nil {
+		return resp.Quota
+	}
+	if e := (*llm.Error)(nil); errors.As(err, &e) {
+		return e.Quota
+	}
+	return nil
 }

@@ -28,7 +28,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	logger := slog.New(slog.NewJSONHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	k := newOTelKit(t)
 	reg := prometheus.NewRegistry()
-	prom := must(metrics.Prometheus(reg))
+	prom := must(metrics.NewPrometheus(reg))
 	logMW := must(metrics.Log(logger, metrics.WithPromptLogging(1000)))
 	upstreamErr := &llm.Error{Kind: llm.KindAuth, Status: 401, Provider: "fake",
 		Message: "invalid key: Authorization: Bearer " + canary,
@@ -39,13 +39,17 @@ func TestSecretsNeverLeak(t *testing.T) {
 	}}
 	c := llm.Wrap(fake,
 		k.middleware(t, metrics.WithContentCapture(1000)),
-		prom,
+		prom.Middleware(),
 		logMW,
-		emitting(llm.Event{Kind: llm.EventRetry, Attempt: 1, Err: upstreamErr}, llm.Event{Kind: llm.EventFallback, Reason: canary, Source: canary}),
+		reporting(prom, llm.Event{Kind: llm.EventRetry, Attempt: 1, Err: upstreamErr}, llm.Event{Kind: llm.EventFallback, Reason: canary, Source: canary},
+			llm.Event{Kind: llm.EventBreakerState, Source: canary}, llm.Event{Kind: llm.EventRejected, Reason: canary}),
 	)
 	prompt := "Please debug this request:\nAuthorization: Bearer " + canary + "\n{\"api_key\": \"" + canary + "\"}"
 	for range 2 {
-		_, _ = c.Generate(context.Background(), &llm.Request{Model: canary, Endpoint: canary, Tenant: canary, Messages: []llm.Message{llm.User(prompt)}})
+		_, err := c.Generate(context.Background(), &llm.Request{Model: canary, Endpoint: canary, Tenant: canary, Messages: []llm.Message{llm.User(prompt)}})
+		if err != nil && strings.Contains(err.Error(), "canary") {
+			t.Errorf("returned error holds the canary: %v", err)
+		}
 	}
 
 	if n := strings.Count(logBuf.String(), "canary"); n != 0 {

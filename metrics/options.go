@@ -1,305 +1,286 @@
 package metrics
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"regexp"
 	"slices"
+	"time"
 
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 )
 
-// PromOption configures Prometheus. Options are sealed; build them with the
-// With... functions. A nil PromOption is ignored.
-type PromOption interface{ applyProm(*promConfig) }
-
-// OTelOption configures OTel. A nil OTelOption is ignored.
-type OTelOption interface{ applyOTel(*otelConfig) }
-
-// LogOption configures Log. A nil LogOption is ignored.
-type LogOption interface{ applyLog(*logConfig) }
-
-// HealthOption configures NewHealth. A nil HealthOption is ignored.
-type HealthOption interface{ applyHealth(*healthConfig) }
-
-// SharedOption configures both Prometheus and OTel, so one model allow-list
-// can bound the labels of both.
-type SharedOption interface {
-	PromOption
-	OTelOption
+// Option configures NewPrometheus, OTel, Log or NewHealth. Each With...
+// function says which it applies to; giving it to another, or an invalid
+// value, is an error at construction. A nil Option is ignored.
+type Option interface {
+	apply(c *config, to target) error
 }
 
-type promOptionFunc func(*promConfig)
+// target names the constructors an option applies to.
+type target uint8
 
-func (f promOptionFunc) applyProm(c *promConfig) { f(c) }
-
-type otelOptionFunc func(*otelConfig)
-
-func (f otelOptionFunc) applyOTel(c *otelConfig) { f(c) }
-
-type logOptionFunc func(*logConfig)
-
-func (f logOptionFunc) applyLog(c *logConfig) { f(c) }
-
-type healthOptionFunc func(*healthConfig)
-
-func (f healthOptionFunc) applyHealth(c *healthConfig) { f(c) }
-
-// Defaults for the bounded label sets.
 const (
-	DefaultMaxModels    = 10
-	DefaultMaxEndpoints = 10
-	maxBreakers         = 16
+	forPrometheus target = 1 << iota
+	forOTel
+	forLog
+	forHealth
 )
 
-// labelsConfig is what Prometheus and OTel share.
-type labelsConfig struct {
-	models    []string
-	maxModels int
+var targetNames = map[target]string{forPrometheus: "NewPrometheus", forOTel: "OTel", forLog: "Log", forHealth: "NewHealth"}
+
+type option struct {
+	name string
+	to   target
+	set  func(*config)
 }
 
-type sharedOption func(*labelsConfig)
-
-func (f sharedOption) applyProm(c *promConfig) { f(&c.labelsConfig) }
-func (f sharedOption) applyOTel(c *otelConfig) { f(&c.labelsConfig) }
-
-// WithModels sets the allow-list of model names used as label (and OTel
-// metric attribute) values; every other model becomes "other". Without it,
-// the first WithMaxModels distinct models seen are admitted.
-func WithModels(models ...string) SharedOption {
-	models = append([]string(nil), models...)
-	return sharedOption(func(c *labelsConfig) { c.models = models })
-}
-
-// WithMaxModels bounds how many distinct models are admitted when no
-// allow-list is set. Default DefaultMaxModels.
-func WithMaxModels(n int) SharedOption {
-	return sharedOption(func(c *labelsConfig) { c.maxModels = n })
-}
-
-func (c *labelsConfig) validate() error {
-	if c.maxModels < 1 {
-		return fmt.Errorf("metrics: WithMaxModels(%d): want at least 1", c.maxModels)
+func (o option) apply(c *config, to target) error {
+	if o.to&to == 0 {
+		return fmt.Errorf("metrics: %s does not apply to %s", o.name, targetNames[to])
 	}
-	for _, m := range c.models {
-		if m == "" || m == Other {
-			return fmt.Errorf("metrics: WithModels: %q is not a valid model name", m)
-		}
-	}
+	o.set(c)
 	return nil
 }
 
-// ---- Prometheus options.
+func opt(name string, to target, set func(*config)) Option { return option{name, to, set} }
 
-type promConfig struct {
-	labelsConfig
-	namespace    string
-	endpoints    []string
-	maxEndpoints int
-	durBuckets   []float64
-	ttftBuckets  []float64
-	nativeFactor float64
-	exemplars    bool
-	events       bool
+// config holds every setting of the package; each constructor reads its own.
+type config struct {
+	models                  []string // Prometheus and OTel
+	maxModels               int
+	namespace               string // Prometheus
+	endpoints               []string
+	maxEndpoints            int
+	durBuckets, ttftBuckets []float64
+	nativeFactor            float64
+	exemplars               bool
+	quotaTTL                time.Duration        // Prometheus and Health
+	tp                      trace.TracerProvider // OTel
+	mp                      metric.MeterProvider
+	provider                string
+	captureMax              int
+	successLevel            slog.Level // Log
+	promptMax               int
+	message                 string
+	lowQuota                float64 // Health
+	openDegrades            bool
 }
 
-// DefaultDurationBuckets are llm_request_duration_seconds's buckets: from
-// 100 ms to two minutes, because model calls take seconds, not
-// milliseconds.
-var DefaultDurationBuckets = []float64{0.1, 0.5, 1, 2, 5, 10, 20, 30, 60, 120}
+// The defaults of the bounded label sets and of the native histograms'
+// growth factor.
+const (
+	DefaultMaxModels    = 10
+	DefaultMaxEndpoints = 10
+	DefaultNativeFactor = 1.1
+	maxBreakers         = 16
+)
 
-// DefaultTTFTBuckets are llm_time_to_first_token_seconds's buckets.
-var DefaultTTFTBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30}
+var (
+	// DefaultDurationBuckets are llm_request_duration_seconds's classic
+	// buckets: 50 ms to two minutes, because model calls take seconds.
+	DefaultDurationBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120}
+	// DefaultTTFTBuckets are llm_time_to_first_token_seconds's.
+	DefaultTTFTBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30}
+)
 
-// WithNamespace sets the metric name prefix. Default "llm".
-func WithNamespace(ns string) PromOption {
-	return promOptionFunc(func(c *promConfig) { c.namespace = ns })
+// newConfig applies the defaults, then opts, and validates the result.
+func newConfig(to target, opts []Option) (*config, error) {
+	c := &config{
+		maxModels:    DefaultMaxModels,
+		namespace:    "llm",
+		maxEndpoints: DefaultMaxEndpoints,
+		durBuckets:   DefaultDurationBuckets,
+		ttftBuckets:  DefaultTTFTBuckets,
+		nativeFactor: DefaultNativeFactor,
+		exemplars:    true,
+		quotaTTL:     time.Minute,
+		provider:     "llmkit",
+		successLevel: slog.LevelInfo,
+		message:      "llm call",
+		lowQuota:     0.05,
+	}
+	for _, o := range opts {
+		if o == nil {
+			continue
+		} else if err := o.apply(c, to); err != nil {
+			return nil, err
+		}
+	}
+	for _, b := range []*[]float64{&c.durBuckets, &c.ttftBuckets} {
+		if n := len(*b); n > 0 && math.IsInf((*b)[n-1], 1) {
+			*b = (*b)[:n-1] // implicit, as in client_golang
+		}
+	}
+	return c, c.validate()
+}
+
+// WithModels sets the allow-list of model label (and OTel attribute)
+// values; any other model is "other". Without it, the first WithMaxModels
+// models seen are admitted. For NewPrometheus and OTel.
+func WithModels(models ...string) Option {
+	models = slices.Clone(models)
+	return opt("WithModels", forPrometheus|forOTel, func(c *config) { c.models = models })
+}
+
+// WithMaxModels bounds the models admitted without an allow-list. Default
+// DefaultMaxModels. For NewPrometheus and OTel.
+func WithMaxModels(n int) Option {
+	return opt("WithMaxModels", forPrometheus|forOTel, func(c *config) { c.maxModels = n })
+}
+
+// WithNamespace sets the metric name prefix. Default "llm". For
+// NewPrometheus.
+func WithNamespace(ns string) Option {
+	return opt("WithNamespace", forPrometheus, func(c *config) { c.namespace = ns })
 }
 
 // WithEndpoints sets the allow-list of endpoint label values; any other
-// endpoint becomes "other". Without it, the first WithMaxEndpoints distinct
-// endpoints seen are admitted.
-func WithEndpoints(endpoints ...string) PromOption {
-	endpoints = append([]string(nil), endpoints...)
-	return promOptionFunc(func(c *promConfig) { c.endpoints = endpoints })
+// endpoint is "other". Without it, the first WithMaxEndpoints endpoints
+// seen are admitted. For NewPrometheus.
+func WithEndpoints(endpoints ...string) Option {
+	endpoints = slices.Clone(endpoints)
+	return opt("WithEndpoints", forPrometheus, func(c *config) { c.endpoints = endpoints })
 }
 
-// WithMaxEndpoints bounds how many distinct endpoints are admitted when no
-// allow-list is set. Default DefaultMaxEndpoints.
-func WithMaxEndpoints(n int) PromOption {
-	return promOptionFunc(func(c *promConfig) { c.maxEndpoints = n })
+// WithMaxEndpoints bounds the endpoints admitted without an allow-list.
+// Default DefaultMaxEndpoints. For NewPrometheus.
+func WithMaxEndpoints(n int) Option {
+	return opt("WithMaxEndpoints", forPrometheus, func(c *config) { c.maxEndpoints = n })
 }
 
-// WithDurationBuckets replaces DefaultDurationBuckets.
-func WithDurationBuckets(b ...float64) PromOption {
-	b = append([]float64(nil), b...)
-	return promOptionFunc(func(c *promConfig) { c.durBuckets = b })
+// WithDurationBuckets replaces DefaultDurationBuckets. For NewPrometheus.
+func WithDurationBuckets(b ...float64) Option {
+	b = slices.Clone(b)
+	return opt("WithDurationBuckets", forPrometheus, func(c *config) { c.durBuckets = b })
 }
 
-// WithTTFTBuckets replaces DefaultTTFTBuckets.
-func WithTTFTBuckets(b ...float64) PromOption {
-	b = append([]float64(nil), b...)
-	return promOptionFunc(func(c *promConfig) { c.ttftBuckets = b })
+// WithTTFTBuckets replaces DefaultTTFTBuckets. For NewPrometheus.
+func WithTTFTBuckets(b ...float64) Option {
+	b = slices.Clone(b)
+	return opt("WithTTFTBuckets", forPrometheus, func(c *config) { c.ttftBuckets = b })
 }
 
-// WithNativeHistograms makes both histograms native (sparse) histograms as
-// well as classic ones, with the given bucket growth factor (1.1 is a
-// common choice; it must be > 1). Scrapers that do not negotiate native
-// histograms keep seeing the classic buckets.
-func WithNativeHistograms(factor float64) PromOption {
-	return promOptionFunc(func(c *promConfig) { c.nativeFactor = factor })
+// WithNativeHistograms sets the bucket growth factor (> 1) of the native
+// histograms the histograms also are, or 0 for classic ones only. Default
+// DefaultNativeFactor; scrapers that do not negotiate native histograms
+// see the classic buckets. For NewPrometheus.
+func WithNativeHistograms(factor float64) Option {
+	return opt("WithNativeHistograms", forPrometheus, func(c *config) { c.nativeFactor = factor })
 }
 
-// WithExemplars turns trace-id exemplars on or off. Default on: when the
-// call's context carries a valid span, the duration observation and the
-// request count carry trace_id as an exemplar.
-func WithExemplars(on bool) PromOption {
-	return promOptionFunc(func(c *promConfig) { c.exemplars = on })
+// WithExemplars turns trace-id exemplars on or off. Default on: a call
+// with a sampled span puts its trace_id on its request counter and its
+// duration bucket. For NewPrometheus.
+func WithExemplars(on bool) Option {
+	return opt("WithExemplars", forPrometheus, func(c *config) { c.exemplars = on })
 }
 
-// WithEvents turns the subscription to llm events on or off. Default on,
-// so that retries, cache results, breaker changes, fallbacks, limiter
-// rejections and per-attempt calls are counted. The middleware subscribes
-// once, when it wraps its client (llm.Subscribe); over a chain that
-// refuses (one ending in a ClientFunc) each call registers the observer
-// with llm.WithObserver instead, at one allocation per call. Turning
-// events off saves that allocation where no decorator inside emits.
-func WithEvents(on bool) PromOption {
-	return promOptionFunc(func(c *promConfig) { c.events = on })
+// WithQuotaTTL sets how long a reported quota counts when the provider
+// gave no reset time. Default one minute: a quota must expire, or a
+// replica out of rotation would never hear it is back. For NewPrometheus
+// and NewHealth.
+func WithQuotaTTL(d time.Duration) Option {
+	return opt("WithQuotaTTL", forPrometheus|forHealth, func(c *config) { c.quotaTTL = d })
+}
+
+// WithTracerProvider sets the TracerProvider. Default the global one,
+// looked up per call so that one installed later is used. A nil tp is
+// ignored. For OTel.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return opt("WithTracerProvider", forOTel, func(c *config) { c.tp = cmp.Or(tp, c.tp) })
+}
+
+// WithMeterProvider sets the MeterProvider. Default the global one. A nil
+// mp is ignored. For OTel.
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return opt("WithMeterProvider", forOTel, func(c *config) { c.mp = cmp.Or(mp, c.mp) })
+}
+
+// WithProviderName sets gen_ai.provider.name ("openai", ...). Default
+// "llmkit": the middleware cannot see the adapter underneath. For OTel.
+func WithProviderName(name string) Option {
+	return opt("WithProviderName", forOTel, func(c *config) { c.provider = name })
+}
+
+// WithContentCapture opts in to recording the prompt (the last user
+// message) and the completion on the span, each redacted and cut to
+// maxBytes. Default off. For OTel.
+func WithContentCapture(maxBytes int) Option {
+	return opt("WithContentCapture", forOTel, func(c *config) { c.captureMax = maxBytes })
+}
+
+// WithSuccessLevel sets the level of a successful call's line. Default
+// Info; Debug keeps successes out of an Info log. For Log.
+func WithSuccessLevel(l slog.Level) Option {
+	return opt("WithSuccessLevel", forLog, func(c *config) { c.successLevel = l })
+}
+
+// WithPromptLogging opts in to logging the prompt (the last user message),
+// redacted and cut to maxBytes. Default off. For Log.
+func WithPromptLogging(maxBytes int) Option {
+	return opt("WithPromptLogging", forLog, func(c *config) { c.promptMax = maxBytes })
+}
+
+// WithLogMessage sets the message of the line. Default "llm call". For Log.
+func WithLogMessage(msg string) Option {
+	return opt("WithLogMessage", forLog, func(c *config) { c.message = msg })
+}
+
+// WithLowQuota sets the fraction of a quota's limit under which Health
+// reports degraded. Default 0.05. For NewHealth.
+func WithLowQuota(fraction float64) Option {
+	return opt("WithLowQuota", forHealth, func(c *config) { c.lowQuota = fraction })
+}
+
+// WithOpenBreakerDegraded makes an open breaker degraded (200) rather than
+// not ready (503): for when a fallback answers, or every replica shares
+// the provider. For NewHealth.
+func WithOpenBreakerDegraded() Option {
+	return opt("WithOpenBreakerDegraded", forHealth, func(c *config) { c.openDegrades = true })
 }
 
 var nameRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 
-func (c *promConfig) validate() error {
-	if err := c.labelsConfig.validate(); err != nil {
-		return err
-	}
-	if !nameRE.MatchString(c.namespace) {
-		return fmt.Errorf("metrics: WithNamespace(%q): not a valid metric name prefix", c.namespace)
-	}
-	if c.maxEndpoints < 1 {
+func (c *config) validate() error {
+	switch {
+	case c.maxModels < 1:
+		return fmt.Errorf("metrics: WithMaxModels(%d): want at least 1", c.maxModels)
+	case c.maxEndpoints < 1:
 		return fmt.Errorf("metrics: WithMaxEndpoints(%d): want at least 1", c.maxEndpoints)
-	}
-	for _, e := range c.endpoints {
-		if e == Other {
-			return fmt.Errorf("metrics: WithEndpoints: %q is reserved", e)
-		}
+	case slices.Contains(c.models, "") || slices.Contains(c.models, Other):
+		return fmt.Errorf("metrics: WithModels(%q): empty and %q are not model names", c.models, Other)
+	case slices.Contains(c.endpoints, Other):
+		return fmt.Errorf("metrics: WithEndpoints: %q is reserved", Other)
+	case !nameRE.MatchString(c.namespace):
+		return fmt.Errorf("metrics: WithNamespace(%q): not a valid metric name prefix", c.namespace)
+	case c.nativeFactor != 0 && !(c.nativeFactor > 1):
+		return fmt.Errorf("metrics: WithNativeHistograms(%v): want 0 or a factor > 1", c.nativeFactor)
+	case c.quotaTTL <= 0:
+		return fmt.Errorf("metrics: WithQuotaTTL(%v): want > 0", c.quotaTTL)
+	case c.provider == "":
+		return errors.New("metrics: WithProviderName: the name must not be empty")
+	case c.captureMax < 0:
+		return fmt.Errorf("metrics: WithContentCapture(%d): want >= 0", c.captureMax)
+	case c.promptMax < 0:
+		return fmt.Errorf("metrics: WithPromptLogging(%d): want >= 0", c.promptMax)
+	case c.successLevel > slog.LevelWarn:
+		return fmt.Errorf("metrics: WithSuccessLevel(%v): a success must not log above Warn", c.successLevel)
+	case !(c.lowQuota >= 0 && c.lowQuota < 1):
+		return fmt.Errorf("metrics: WithLowQuota(%v): want a fraction in [0, 1)", c.lowQuota)
 	}
 	for _, b := range [][]float64{c.durBuckets, c.ttftBuckets} {
-		if len(b) == 0 {
-			return errors.New("metrics: histogram buckets must not be empty")
-		}
-		if slices.ContainsFunc(b, math.IsNaN) {
-			return fmt.Errorf("metrics: histogram buckets %v contain NaN", b)
-		}
+		ok := len(b) > 0 && !math.IsNaN(b[0])
 		for i := 1; i < len(b); i++ {
-			if b[i] <= b[i-1] {
-				return fmt.Errorf("metrics: histogram buckets %v are not strictly increasing", b)
-			}
+			ok = ok && b[i] > b[i-1] // false for a NaN
 		}
-	}
-	if c.nativeFactor != 0 && c.nativeFactor <= 1 {
-		return fmt.Errorf("metrics: WithNativeHistograms(%v): the factor must be > 1", c.nativeFactor)
-	}
-	return nil
-}
-
-// ---- OTel options.
-
-type otelConfig struct {
-	labelsConfig
-	tp         trace.TracerProvider
-	mp         metric.MeterProvider
-	provider   string
-	captureMax int
-	tpExplicit bool
-	mpExplicit bool
-}
-
-// WithTracerProvider sets the TracerProvider. Default
-// otel.GetTracerProvider(), looked up when the call starts so that a
-// provider installed after construction is used. A nil tp is ignored.
-func WithTracerProvider(tp trace.TracerProvider) OTelOption {
-	return otelOptionFunc(func(c *otelConfig) {
-		if tp != nil {
-			c.tp, c.tpExplicit = tp, true
+		if !ok {
+			return fmt.Errorf("metrics: histogram buckets %v: want strictly increasing bounds", b)
 		}
-	})
-}
-
-// WithMeterProvider sets the MeterProvider. Default otel.GetMeterProvider().
-// A nil mp is ignored.
-func WithMeterProvider(mp metric.MeterProvider) OTelOption {
-	return otelOptionFunc(func(c *otelConfig) {
-		if mp != nil {
-			c.mp, c.mpExplicit = mp, true
-		}
-	})
-}
-
-// WithProviderName sets gen_ai.provider.name ("openai", "anthropic", ...).
-// Default "llmkit", since the middleware cannot see which adapter is
-// underneath.
-func WithProviderName(name string) OTelOption {
-	return otelOptionFunc(func(c *otelConfig) { c.provider = name })
-}
-
-// WithContentCapture opts in to recording the prompt (the last user
-// message) and the completion on the span, as gen_ai.input.messages and
-// gen_ai.output.messages, each cut to maxBytes and passed through
-// llm.Redact. Default off: no text is recorded.
-func WithContentCapture(maxBytes int) OTelOption {
-	return otelOptionFunc(func(c *otelConfig) { c.captureMax = maxBytes })
-}
-
-func (c *otelConfig) validate() error {
-	if err := c.labelsConfig.validate(); err != nil {
-		return err
-	}
-	if c.provider == "" {
-		return errors.New("metrics: WithProviderName: the name must not be empty")
-	}
-	if c.captureMax < 0 {
-		return fmt.Errorf("metrics: WithContentCapture(%d): want >= 0", c.captureMax)
-	}
-	return nil
-}
-
-// ---- Log options.
-
-type logConfig struct {
-	successLevel slog.Level
-	promptMax    int
-	message      string
-}
-
-// WithSuccessLevel sets the level of the line for a successful call.
-// Default slog.LevelInfo; slog.LevelDebug keeps successes out of an
-// Info-level log while failures still show.
-func WithSuccessLevel(l slog.Level) LogOption {
-	return logOptionFunc(func(c *logConfig) { c.successLevel = l })
-}
-
-// WithPromptLogging opts in to logging the prompt (the last user message),
-// cut to maxBytes and passed through llm.Redact. Default off.
-func WithPromptLogging(maxBytes int) LogOption {
-	return logOptionFunc(func(c *logConfig) { c.promptMax = maxBytes })
-}
-
-// WithLogMessage sets the message of the log line. Default "llm call".
-func WithLogMessage(msg string) LogOption {
-	return logOptionFunc(func(c *logConfig) { c.message = msg })
-}
-
-func (c *logConfig) validate() error {
-	if c.promptMax < 0 {
-		return fmt.Errorf("metrics: WithPromptLogging(%d): want >= 0", c.promptMax)
-	}
-	if c.successLevel > slog.LevelWarn {
-		return fmt.Errorf("metrics: WithSuccessLevel(%v): a success must not log above Warn", c.successLevel)
 	}
 	return nil
 }

@@ -1,9 +1,12 @@
 package metrics
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -13,355 +16,319 @@ import (
 	"github.com/llmkit/llmkit/llm"
 )
 
-// The metric names without their namespace, in MetricNames order.
-var promNames = []string{
-	"requests_total",
-	"request_duration_seconds",
-	"active_requests",
-	"tokens_total",
-	"time_to_first_token_seconds",
-	"provider_calls_total",
-	"retries_total",
-	"cache_requests_total",
-	"circuit_breaker_state",
-	"fallbacks_total",
-	"rate_limited_total",
-	"quota_remaining",
-}
+// The family names without their namespace, in MetricNames order.
+var promNames = strings.Fields(`requests_total request_duration_seconds active_requests tokens_total
+	time_to_first_token_seconds provider_calls_total retries_total cache_requests_total
+	circuit_breaker_state fallbacks_total rate_limited_total quota_remaining`)
 
-// MetricNames returns the name of every metric family Prometheus can export
-// under namespace ("" means the default, "llm"). Histogram families are
-// listed by family name; their series add _bucket, _sum and _count.
+// MetricNames returns the name of every family a Prometheus exports under
+// namespace ("" means "llm"). Histograms are listed by family name; their
+// series add _bucket, _sum and _count.
 func MetricNames(namespace string) []string {
-	if namespace == "" {
-		namespace = "llm"
-	}
 	out := make([]string, len(promNames))
 	for i, n := range promNames {
-		out[i] = namespace + "_" + n
+		out[i] = prometheus.BuildFQName(cmp.Or(namespace, "llm"), "", n)
 	}
 	return out
 }
 
-// The bounded label values of the event-driven metrics.
+// The bounded label values of the families without a pair label.
 var (
-	cacheResults    = []string{"hit", "miss", "stale", "coalesced", "error"}
-	rejectReasons   = []string{"rate_limit", "bulkhead", "adaptive_limit", "budget", Other}
-	tokenTypes      = []string{"input", "output", "cached_input"}
-	quotaKinds      = []string{"requests", "tokens"}
-	exemplarEnabled = true
+	tokenTypes    = []string{"input", "output", "cached_input"}
+	cacheResults  = []string{"hit", "miss", "stale", "coalesced", "bypass", "error"}
+	cacheKinds    = []llm.EventKind{llm.EventCacheHit, llm.EventCacheMiss, llm.EventCacheStale, llm.EventCacheCoalesced, 0, llm.EventCacheError}
+	rejectReasons = []string{"rate_limit", "bulkhead", "adaptive_limit", "budget", Other}
 )
 
-// prom is the state of one Prometheus middleware: its label sets and the
-// series it resolved in the (possibly shared) collector.
-type prom struct {
-	cfg promConfig
-	c   *promCollector
-
-	endpoints, models *labelSet
-	pairs             []atomic.Pointer[pairSeries] // by endpoint index × models.size + model index
+// cacheResult returns the cacheResults index of a cache lookup event, or
+// -1. The cache reports a lookup it skipped as a miss with Reason "bypass".
+func cacheResult(ev llm.Event) int {
+	if ev.Kind == llm.EventCacheMiss && ev.Reason == "bypass" {
+		return slices.Index(cacheResults, "bypass")
+	}
+	return slices.Index(cacheKinds, ev.Kind)
 }
 
-// Prometheus returns a middleware that records the llm_* metrics (see
-// MetricNames and docs/metrics.md) in reg. Registration is idempotent: a
-// collector already registered in reg with the same name and labels (by an
-// earlier call, say) is reused, so two middlewares built on one registry
-// share their series; asking the second for other histogram buckets (or
-// another native-histogram factor) than the first is an error. Options
-// are validated here; an invalid one is an error.
-//
-// Every call counts in llm_requests_total with its final outcome (status
-// "ok" or an llm.Kind), observes its duration, and, for a stream, the time
-// to the first chunk. Unless WithEvents(false), the middleware hears the
-// llm events of the decorators inside it, which feed the per-attempt,
-// retry, cache, breaker, fallback and rate-limit metrics: it subscribes
-// once, when it wraps its client, or, over a chain that refuses (an
-// opaque ClientFunc inside), registers on each call's context.
-func Prometheus(reg prometheus.Registerer, opts ...PromOption) (llm.Middleware, error) {
-	p, err := newProm(reg, opts...)
+// Prometheus records the llm_* metrics in client_golang vectors. Its
+// Middleware counts each call: outcome, duration, time to first token,
+// tokens, quota. Observe counts what the decorators it is given to report
+// (attempts, retries, cache results, breakers, fallbacks, rejections):
+// give it to the cache and to resilience at their construction, as
+// stack.New does. The middleware does not put it on the calls' contexts,
+// so each event counts once. It is safe for concurrent use.
+type Prometheus struct {
+	cfg                         *config
+	endpoints, models, breakers *labelSet
+	pairs                       []atomic.Pointer[pair] // see slot
+
+	requests       *prometheus.CounterVec
+	duration, ttft *histogramVec
+	active         prometheus.Gauge
+	breaker        *prometheus.GaugeVec
+	quota          *quotaVec
+	retries        prometheus.Counter
+	tokens         []prometheus.Counter // by tokenTypes index
+	calls          []prometheus.Counter // by status index
+	cache          []prometheus.Counter // by cacheResults index
+	fallbacks      []prometheus.Counter // by llm.Kind
+	rejected       []prometheus.Counter // by rejectReasons index
+
+	// sawAttempt is set by the first EventAttempt: from then on attempts
+	// are reported, and a call no longer counts as one by itself.
+	sawAttempt atomic.Bool
+}
+
+var _ llm.Observer = (*Prometheus)(nil)
+
+// pair holds the children of one (endpoint, model) label pair.
+type pair struct {
+	requests       []prometheus.Counter // by status index
+	duration, ttft prometheus.Observer
+}
+
+// NewPrometheus registers the llm_* families in reg and resolves their
+// children: with allow-lists (WithModels, WithEndpoints) every series
+// exists, at 0, from the start; otherwise a pair's appear with its first
+// call. Families already in reg (from an earlier NewPrometheus) are
+// reused; other histogram settings, or a clash with another collector,
+// are an error that leaves nothing registered.
+func NewPrometheus(reg prometheus.Registerer, opts ...Option) (*Prometheus, error) {
+	if reg == nil {
+		return nil, errors.New("metrics: NewPrometheus needs a Registerer")
+	}
+	cfg, err := newConfig(forPrometheus, opts)
 	if err != nil {
 		return nil, err
 	}
-	return func(next llm.Client) llm.Client {
-		// Subscribe once if the chain inside can deliver every event
-		// without the call's context; otherwise each call registers the
-		// collector's observer. The chain's own attemptFlag tells whether
-		// it reports attempts.
-		c := &promClient{p: p, next: next}
-		c.static = p.cfg.events && llm.Subscribe(next, promEvents{p.c}) &&
-			llm.Subscribe(next, attemptFlag{&c.attempts})
-		return c
-	}, nil
-}
+	p := &Prometheus{
+		cfg:       cfg,
+		endpoints: newLabelSet(cfg.endpoints, cfg.maxEndpoints, "none"),
+		models:    newLabelSet(cfg.models, cfg.maxModels, "default"),
+		breakers:  newLabelSet(nil, maxBreakers, "default"),
+	}
+	o := func(name, help string) prometheus.Opts {
+		return prometheus.Opts{Namespace: cfg.namespace, Name: name, Help: help}
+	}
+	counters := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts(o(name, help)), labels)
+	}
+	r := &registrar{reg: reg}
+	p.requests = register(r, counters("requests_total", "LLM calls by final outcome: status is ok, degraded or the error kind.", "endpoint", "model", "status"))
+	p.duration = register(r, newHistogramVec(cfg, "request_duration_seconds", "Duration of LLM calls, retries and waits included.", cfg.durBuckets))
+	p.active = register(r, prometheus.NewGauge(prometheus.GaugeOpts(o("active_requests", "LLM calls in flight."))))
+	tokens := register(r, counters("tokens_total", "Tokens reported by the provider, by type (input, output, cached_input).", "type"))
+	p.ttft = register(r, newHistogramVec(cfg, "time_to_first_token_seconds", "Time from the start of a streamed call to its first chunk.", cfg.ttftBuckets))
+	calls := register(r, counters("provider_calls_total", "Provider attempts (retries and hedges included) by outcome.", "status"))
+	p.retries = register(r, prometheus.NewCounter(prometheus.CounterOpts(o("retries_total", "Retries scheduled."))))
+	cache := register(r, counters("cache_requests_total", "Cache lookups by result (hit, miss, stale, coalesced, bypass, error).", "result"))
+	p.breaker = register(r, prometheus.NewGaugeVec(prometheus.GaugeOpts(o("circuit_breaker_state",
+		"Circuit breaker state: 0 closed, 1 half-open, 2 open.")), []string{"name"}))
+	fallbacks := register(r, counters("fallbacks_total", "Answers produced by a fallback, by the kind of error that triggered it.", "reason"))
+	rejected := register(r, counters("rate_limited_total", "Calls refused by a client-side limiter, by reason (rate_limit, bulkhead, adaptive_limit, budget).", "reason"))
+	p.quota = register(r, &quotaVec{GaugeVec: prometheus.NewGaugeVec(prometheus.GaugeOpts(o("quota_remaining",
+		"Remaining provider quota from its rate-limit headers, by kind (requests, tokens); gone at its reset.")), []string{"kind"})})
+	if r.err == nil && (!slices.Equal(p.duration.buckets, cfg.durBuckets) || !slices.Equal(p.ttft.buckets, cfg.ttftBuckets) || p.duration.factor != cfg.nativeFactor) {
+		r.err = fmt.Errorf("metrics: the %s_* histograms in this registry have other buckets or native-histogram settings", cfg.namespace)
+	}
+	if r.err != nil {
+		r.undo()
+		return nil, r.err
+	}
 
-func newProm(reg prometheus.Registerer, opts ...PromOption) (*prom, error) {
-	if reg == nil {
-		return nil, errors.New("metrics: Prometheus needs a Registerer")
-	}
-	cfg := promConfig{
-		labelsConfig: labelsConfig{maxModels: DefaultMaxModels},
-		namespace:    "llm",
-		maxEndpoints: DefaultMaxEndpoints,
-		durBuckets:   DefaultDurationBuckets,
-		ttftBuckets:  DefaultTTFTBuckets,
-		exemplars:    exemplarEnabled,
-		events:       true,
-	}
-	for _, o := range opts {
-		if o != nil {
-			o.applyProm(&cfg)
+	p.tokens = children(tokenTypes, tokens.WithLabelValues)
+	p.calls = children(statusNames, calls.WithLabelValues)
+	calls.DeleteLabelValues(statusNames[statusDegraded]) // an attempt is never degraded
+	p.cache = children(cacheResults, cache.WithLabelValues)
+	p.rejected = children(rejectReasons, rejected.WithLabelValues)
+	p.fallbacks = children(statusNames[statusKinds:], fallbacks.WithLabelValues)
+	p.pairs = make([]atomic.Pointer[pair], p.endpoints.size*p.models.size)
+	for i := range p.pairs {
+		if p.endpoints.fixed && p.models.fixed {
+			p.slot(i)
 		}
 	}
-	if err := cfg.validate(); err != nil {
-		return nil, err
-	}
-	pc, err := register(reg, newPromCollector(&cfg))
-	if err != nil {
-		return nil, err
-	}
-	if !pc.sameHistograms(&cfg) {
-		return nil, fmt.Errorf("metrics: the %s_* collector already registered in this registry has other histogram buckets or native-histogram settings; give this middleware the same ones, or another namespace or registry", cfg.namespace)
-	}
-	p := &prom{cfg: cfg, c: pc}
-	p.endpoints = newLabelSet(cfg.endpoints, cfg.maxEndpoints, "none")
-	p.models = newLabelSet(cfg.models, cfg.maxModels, "default")
-	p.pairs = make([]atomic.Pointer[pairSeries], p.endpoints.size*p.models.size)
 	return p, nil
 }
 
-// register registers c, or returns the collector of this package already
-// registered under the same descriptors.
-func register(reg prometheus.Registerer, c *promCollector) (*promCollector, error) {
-	err := reg.Register(c)
+// children resolves one child per label value.
+func children[M any](values []string, with func(...string) M) []M {
+	out := make([]M, len(values))
+	for i, v := range values {
+		out[i] = with(v)
+	}
+	return out
+}
+
+// registrar registers collectors, and can take back what it registered.
+type registrar struct {
+	reg  prometheus.Registerer
+	done []prometheus.Collector
+	err  error
+}
+
+// register registers c, or returns the collector of c's type already
+// registered with the same descriptors.
+func register[C prometheus.Collector](r *registrar, c C) C {
+	if r.err != nil {
+		return c
+	}
+	err := r.reg.Register(c)
 	if err == nil {
-		return c, nil
+		r.done = append(r.done, c)
+		return c
 	}
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if got, ok := are.ExistingCollector.(*promCollector); ok {
-			return got, nil
+	if are := (prometheus.AlreadyRegisteredError{}); errors.As(err, &are) {
+		if got, ok := are.ExistingCollector.(C); ok {
+			return got
 		}
-		return nil, fmt.Errorf("metrics: a collector of another type (%T) is registered under the same name: %w", are.ExistingCollector, err)
+		err = fmt.Errorf("a %T has the same name: %w", are.ExistingCollector, err)
 	}
-	return nil, fmt.Errorf("metrics: registering: %w", err)
+	r.err = fmt.Errorf("metrics: registering: %w", err)
+	return c
 }
 
-// pair returns the series of an (endpoint, model) pair.
-func (p *prom) pair(endpoint, model string) *pairSeries {
-	e, m := p.endpoints.lookup(endpoint), p.models.lookup(model)
-	slot := &p.pairs[e*p.models.size+m]
-	if ps := slot.Load(); ps != nil {
-		return ps
-	}
-	slot.CompareAndSwap(nil, p.c.series(p.endpoints.name(e), p.models.name(m)))
-	return slot.Load()
-}
-
-// promEvents is the observer of a Prometheus middleware: subscribed at
-// construction, or registered on each call's context when the chain
-// inside refuses a subscription. It is a comparable value naming the
-// collector, so every middleware built on one registry has the same one,
-// and an event reaches it once even when it is both subscribed to a
-// client and on the context of a call to it (llm.Observers.Emit).
-type promEvents struct{ c *promCollector }
-
-var _ llm.Observer = promEvents{}
-
-func (o promEvents) Observe(_ context.Context, ev llm.Event) { o.c.observe(ev) }
-
-// attemptFlag is the observer, subscribed with promEvents, that tells one
-// middleware whether the chain it wraps reports attempts (a resilience
-// layer does), in which case the middleware leaves
-// llm_provider_calls_total to those reports.
-type attemptFlag struct{ saw *atomic.Bool }
-
-func (f attemptFlag) Observe(_ context.Context, ev llm.Event) {
-	if ev.Kind == llm.EventAttempt && !f.saw.Load() {
-		f.saw.Store(true)
+func (r *registrar) undo() {
+	for _, c := range r.done {
+		r.reg.Unregister(c)
 	}
 }
 
-// observe counts one event.
-func (c *promCollector) observe(ev llm.Event) {
+// histogramVec is a HistogramVec that remembers its settings, so that a
+// NewPrometheus that finds it registered can tell whether they are its own.
+type histogramVec struct {
+	*prometheus.HistogramVec
+	buckets []float64
+	factor  float64
+}
+
+func newHistogramVec(cfg *config, name, help string, buckets []float64) *histogramVec {
+	return &histogramVec{
+		HistogramVec: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: cfg.namespace, Name: name, Help: help, Buckets: buckets,
+			NativeHistogramBucketFactor:     cfg.nativeFactor,
+			NativeHistogramMaxBucketNumber:  160,
+			NativeHistogramMinResetDuration: time.Hour,
+		}, []string{"endpoint", "model"}),
+		buckets: buckets,
+		factor:  cfg.nativeFactor,
+	}
+}
+
+// slot returns the children of pair i (endpoint index × models.size +
+// model index), resolved the first time.
+func (p *Prometheus) slot(i int) *pair {
+	if s := p.pairs[i].Load(); s != nil {
+		return s
+	}
+	ep, mo := p.endpoints.name(i/p.models.size), p.models.name(i%p.models.size)
+	s := &pair{duration: p.duration.WithLabelValues(ep, mo), ttft: p.ttft.WithLabelValues(ep, mo)}
+	s.requests = children(statusNames, func(status ...string) prometheus.Counter {
+		return p.requests.WithLabelValues(ep, mo, status[0])
+	})
+	p.pairs[i].CompareAndSwap(nil, s)
+	return p.pairs[i].Load()
+}
+
+// Observe counts one event of a decorator p was given to.
+func (p *Prometheus) Observe(_ context.Context, ev llm.Event) {
 	switch ev.Kind {
 	case llm.EventAttempt:
-		if !c.sawAttempt.Load() {
-			c.sawAttempt.Store(true)
+		if !p.sawAttempt.Load() {
+			p.sawAttempt.Store(true)
 		}
-		c.eventShard()[statusIndex(ev.Err)].Add(1)
+		p.calls[statusOf(nil, ev.Err)].Inc()
 	case llm.EventRetry:
-		c.retryN.Add(1)
-	case llm.EventCacheHit:
-		c.eventShard()[evCache].Add(1)
-	case llm.EventCacheMiss:
-		c.eventShard()[evCache+1].Add(1)
-	case llm.EventCacheStale:
-		c.eventShard()[evCache+2].Add(1)
-	case llm.EventCacheCoalesced:
-		c.eventShard()[evCache+3].Add(1)
-	case llm.EventCacheError:
-		c.eventShard()[evCache+4].Add(1)
+		p.retries.Inc()
 	case llm.EventBreakerState:
-		i := c.brkNames.lookup(ev.Source)
-		slot := &c.brkSlots[i]
-		g := slot.Load()
-		if g == nil {
-			slot.CompareAndSwap(nil, c.breakerGauge(c.brkNames.name(i)))
-			g = slot.Load()
-		}
-		g.store(int64(ev.State))
+		p.breaker.WithLabelValues(p.breakers.name(p.breakers.lookup(ev.Source))).Set(float64(ev.State))
 	case llm.EventFallback:
-		k, ok := llm.ParseKind(ev.Reason)
-		if !ok {
-			k = llm.KindUnknown
-		}
-		c.fallbackN[k].Add(1)
+		k, _ := llm.ParseKind(ev.Reason) // KindUnknown when it is none
+		p.fallbacks[k].Inc()
 	case llm.EventRejected:
-		i := len(rejectReasons) - 1
-		for j, r := range rejectReasons[:i] {
-			if ev.Reason == r {
-				i = j
-				break
-			}
+		i := slices.Index(rejectReasons, ev.Reason)
+		if i < 0 {
+			i = len(rejectReasons) - 1 // Other
 		}
-		c.rejectN[i].Add(1)
+		p.rejected[i].Inc()
+	default:
+		if i := cacheResult(ev); i >= 0 {
+			p.cache[i].Inc()
+		}
 	}
 }
 
-// setQuota exports the counts q reports.
-func (p *prom) setQuota(q *llm.Quota) {
-	if q.RemainingRequests >= 0 {
-		p.c.quotaG[0].store(q.RemainingRequests)
-	}
-	if q.RemainingTokens >= 0 {
-		p.c.quotaG[1].store(q.RemainingTokens)
-	}
+// Middleware returns the middleware that counts each call. It emits
+// nothing and registers nothing on the call's context.
+func (p *Prometheus) Middleware() llm.Middleware {
+	return func(next llm.Client) llm.Client { return &promClient{p: p, next: next} }
 }
 
 type promClient struct {
-	p    *prom
+	p    *Prometheus
 	next llm.Client
-	// static says the collector's observer is subscribed to next: calls
-	// register nothing on their context.
-	static bool
-	// attempts says next reports attempts (set through attemptFlag when
-	// static; otherwise the collector's sawAttempt stands in for it).
-	attempts atomic.Bool
 }
 
-// Subscribe forwards to the wrapped client: the middleware emits nothing.
-func (c *promClient) Subscribe(o llm.Observer) bool { return llm.Subscribe(c.next, o) }
-
-// Generate records the call.
+// Generate records the call. A panic in next counts as a failure of kind
+// unknown and goes on to the caller.
 func (c *promClient) Generate(ctx context.Context, req *llm.Request) (resp *llm.Response, err error) {
 	p := c.p
-	pc := p.c
-	ps := p.pair(req.Endpoint, req.Model)
-	cells := ps.shard()
-	cells[cellStarted].Add(1)
+	s := p.slot(p.endpoints.lookup(req.Endpoint)*p.models.size + p.models.lookup(req.Model))
+	p.active.Inc()
 	start := now()
 	var st *streamTimer
 	if req.Stream != nil {
 		req, st = timeStream(req, start)
 	}
-	var sc trace.SpanContext
-	if p.cfg.exemplars {
-		// An unsampled span's trace links to nothing: no exemplar.
-		if sc = trace.SpanContextFromContext(ctx); !sc.IsSampled() {
-			sc = trace.SpanContext{}
-		}
-	}
-	if p.cfg.events && !c.static {
-		ctx = llm.WithObserver(ctx, promEvents{pc})
-	}
 	finished := false
 	defer func() {
-		if !finished { // a panic in next: count it as a failure and let it go on
-			cells[pc.lay.reqCell(1+int(llm.KindUnknown))].Add(1)
+		p.active.Dec()
+		if !finished {
+			s.requests[statusKinds+int(llm.KindUnknown)].Inc()
 		}
 	}()
 	resp, err = c.next.Generate(ctx, req)
 	finished = true
-	end := now()
-	d := end - start
+	d := (now() - start).Seconds()
 
-	status := statusIndex(err)
-	cells[pc.lay.reqCell(status)].Add(1)
-	b := -1
-	if ps.nativeDur == nil {
-		b = pc.observeDur(cells, d)
-	} else {
-		observeNative(ps.nativeDur, d, sc)
+	status := statusOf(resp, err)
+	var ex prometheus.Labels
+	if p.cfg.exemplars {
+		ex = exemplar(ctx)
 	}
-	if sc.IsValid() {
-		ps.exemplify(b, status, d, sc.TraceID(), end)
+	if a, ok := s.requests[status].(prometheus.ExemplarAdder); ok && ex != nil {
+		a.AddWithExemplar(1, ex)
+	} else {
+		s.requests[status].Inc()
+	}
+	if o, ok := s.duration.(prometheus.ExemplarObserver); ok && ex != nil {
+		o.ObserveWithExemplar(d, ex)
+	} else {
+		s.duration.Observe(d)
 	}
 	if st != nil && st.seen {
-		if ps.nativeDur == nil {
-			pc.observeTTFT(cells, st.ttft)
-			if !ps.ttftOn.Load() {
-				ps.ttftOn.Store(true)
-			}
-		} else {
-			p.nativeTTFT(ps).Observe(st.ttft.Seconds())
-		}
+		s.ttft.Observe(st.ttft.Seconds())
 	}
-	attempts := c.attempts.Load()
-	if !c.static {
-		attempts = pc.sawAttempt.Load()
-	}
-	if !attempts && (err != nil || !resp.Cached) {
-		// No resilience layer reports attempts: this call was one.
-		cells[pc.lay.callCell(status)].Add(1)
+	if !p.sawAttempt.Load() && (err != nil || !resp.Cached) {
+		p.calls[statusOf(nil, err)].Inc() // nothing inside reports attempts: this call was one
 	}
 	if err == nil {
-		u := resp.Usage
-		if u.InputTokens > 0 {
-			cells[cellTokens].Add(uint64(u.InputTokens))
-		}
-		if u.OutputTokens > 0 {
-			cells[cellTokens+1].Add(uint64(u.OutputTokens))
-		}
-		if u.CachedInputTokens > 0 {
-			cells[cellTokens+2].Add(uint64(u.CachedInputTokens))
+		for i, n := range [...]int{resp.Usage.InputTokens, resp.Usage.OutputTokens, resp.Usage.CachedInputTokens} {
+			if n > 0 {
+				p.tokens[i].Add(float64(n))
+			}
 		}
 	}
 	if q := quotaOf(resp, err); q != nil {
-		p.setQuota(q)
+		p.quota.report(q, p.cfg.quotaTTL)
 	}
-	return resp, err
+	return resp, llm.RedactError(err)
 }
 
-// exemplify keeps a traced call as the latest exemplar of its request
-// counter and, unless b < 0 (the native mode keeps its own), of duration
-// bucket b: one exemplar in both (the counter's value, 1, is put in at
-// scrape). Of a call that is not a stream and registers no observer, this
-// is the one path that allocates, once.
-func (s *pairSeries) exemplify(b, status int, d time.Duration, id trace.TraceID, at time.Duration) {
-	e := &exemplar{value: d.Seconds(), trace: id, mono: at}
-	if b >= 0 {
-		s.durEx[b].Store(e)
+// exemplar returns the exemplar labels of a call whose context carries a
+// sampled span: an unsampled trace links to nothing.
+func exemplar(ctx context.Context) prometheus.Labels {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() && sc.IsSampled() {
+		return prometheus.Labels{"trace_id": sc.TraceID().String()}
 	}
-	s.reqEx[status].Store(e)
-}
-
-// observeNative records a duration in a client_golang histogram of the
-// native-histogram mode.
-func observeNative(o prometheus.Observer, d time.Duration, sc trace.SpanContext) {
-	if ex, ok := o.(prometheus.ExemplarObserver); ok && sc.IsValid() {
-		ex.ObserveWithExemplar(d.Seconds(), prometheus.Labels{"trace_id": sc.TraceID().String()})
-		return
-	}
-	o.Observe(d.Seconds())
-}
-
-// nativeTTFT returns the TTFT child of a pair in the native-histogram mode,
-// created on the first stream.
-func (p *prom) nativeTTFT(ps *pairSeries) prometheus.Observer {
-	if o := ps.nativeTTFT.Load(); o != nil {
-		return *o
-	}
-	o := p.c.nativeTTFT.WithLabelValues(ps.endpoint, ps.model)
-	ps.nativeTTFT.CompareAndSwap(nil, &o)
-	return *ps.nativeTTFT.Load()
+	return nil
 }

@@ -8,10 +8,9 @@ import (
 )
 
 // streamTimer wraps a request's Stream callback to time the first chunk.
-// The callback runs on the calling goroutine (the llm streaming contract),
-// so its fields need no synchronisation.
+// The callback runs on the calling goroutine: no synchronisation needed.
 type streamTimer struct {
-	start time.Duration // monotonic, from now()
+	start time.Duration // from now()
 	user  func(llm.Chunk) error
 	ttft  time.Duration
 	seen  bool
@@ -34,7 +33,7 @@ func timeStream(req *llm.Request, start time.Duration) (*llm.Request, *streamTim
 	return r, st
 }
 
-// now is the shared monotonic clock (internal/clock).
+// now is the shared monotonic clock; it follows synctest's fake clock.
 func now() time.Duration { return clock.Mono() }
 
 // truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
@@ -42,47 +41,14 @@ func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	for n > 0 && n < len(s) && s[n]&0xC0 == 0x80 {
+	for n > 0 && s[n]&0xC0 == 0x80 {
 		n--
 	}
 	return s[:n]
 }
 
-// safeText returns s redacted and cut to n bytes. It redacts before the
-// final cut so a secret is never shortened into a shape Redact misses; the
-// first cut only bounds the regular-expression work on huge prompts.
+// safeText returns s redacted, then cut to n bytes, so that no secret is
+// cut into a shape Redact misses; the first cut bounds Redact's work.
 func safeText(s string, n int) string {
 	return truncate(llm.Redact(truncate(s, 2*n+512)), n)
-}
-
-// statusIndex is 0 for success and 1+kind for a failure.
-func statusIndex(err error) int {
-	if err == nil {
-		return 0
-	}
-	return 1 + int(llm.KindOf(err))
-}
-
-// numStatus counts the status label values: "ok" and every Kind.
-var numStatus = 1 + len(llm.Kinds())
-
-// statusNames holds the status label values by statusIndex.
-var statusNames = func() []string {
-	s := []string{"ok"}
-	for _, k := range llm.Kinds() {
-		s = append(s, k.String())
-	}
-	return s
-}()
-
-// quotaOf returns the quota reported with a response or an error.
-func quotaOf(resp *llm.Response, err error) *llm.Quota {
-	if resp != nil {
-		return resp.Quota
-	}
-	var e *llm.Error
-	if asError(err, &e) {
-		return e.Quota
-	}
-	return nil
 }
