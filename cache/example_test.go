@@ -67,3 +67,27 @@ func ExampleCache_Stale() {
 	// provider: unavailable
 	// stale: yesterday's answer true
 }
+
+// hits is a counting observer, given once at construction: it sees every
+// call's cache events without being put on each call's context.
+type hits struct{ n map[llm.EventKind]int }
+
+func (h *hits) Observe(_ context.Context, ev llm.Event) { h.n[ev.Kind]++ }
+
+func ExampleWithObserver() {
+	store, _ := cache.NewRistretto(cache.RistrettoConfig{MaxCost: 8 << 20})
+	defer store.Close()
+	counts := &hits{n: map[llm.EventKind]int{}}
+	mw, _ := cache.Middleware(store, cache.WithObserver(counts))
+	client := llm.Wrap(&llmtest.Fake{Default: llmtest.Step{Text: "Paris."}}, mw)
+
+	req := llm.Prompt("Capital of France?")
+	req.Temperature = llm.Ptr(0.0)
+	for range 3 {
+		client.Generate(context.Background(), req)
+		store.Wait()
+	}
+	fmt.Println("misses:", counts.n[llm.EventCacheMiss], "stores:", counts.n[llm.EventCacheStore], "hits:", counts.n[llm.EventCacheHit])
+	// Output:
+	// misses: 1 stores: 1 hits: 2
+}

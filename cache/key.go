@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"math"
 	"slices"
-	"sync"
 
 	"github.com/zeebo/xxh3"
 
@@ -31,11 +30,8 @@ type Key struct {
 
 // String returns the key in hex, "scope:digest".
 func (k Key) String() string {
-	var b [8*2 + 1 + 16*2]byte
-	hex.Encode(b[:16], k.Scope[:])
-	b[16] = ':'
-	hex.Encode(b[17:], k.Digest[:])
-	return string(b[:])
+	b := hex.AppendEncode(make([]byte, 0, 49), k.Scope[:])
+	return string(hex.AppendEncode(append(b, ':'), k.Digest[:]))
 }
 
 // Field tags keep the encoding self-delimiting and injective: every field
@@ -54,225 +50,110 @@ const (
 	tagEnd
 )
 
-// stackBuf is the size of the on-stack buffer small requests are encoded
-// into; larger ones use a pooled buffer.
-const stackBuf = 512
-
-// maxPooled is the largest buffer kept in the pool: a request whose
-// encoding is bigger gets a buffer of its own for that call.
-const maxPooled = 64 << 10
-
-// scratch is the pooled state of key computation for requests that do not
-// fit the stack buffer or carry extras.
-type scratch struct {
-	buf  []byte
-	keys []string
-}
-
-var scratchPool = sync.Pool{New: func() any { return &scratch{buf: make([]byte, 0, 4096)} }}
-
 // KeyOf returns the cache key of req. It does not validate req; the
 // middleware validates before it calls KeyOf. It fails only when an Extra
 // value cannot be encoded as JSON.
 //
-// The encoding is built in one buffer (on the stack for the usual small
-// request, pooled otherwise) and hashed in one shot, so a key costs no
-// allocation.
+// The encoding is fed to the hash field by field, never built in a buffer,
+// so a key costs the same per byte at any prompt size and allocates
+// nothing for a request without extras.
 func KeyOf(req *llm.Request) (Key, error) {
+	var e encoder
+	e.h.Reset()
+	e.tag(KeyVersion)
+	e.tag(tagTenant)
+	e.str(req.Tenant)
+	e.tag(tagModel)
+	e.str(req.Model)
+	e.tag(tagSystem)
+	e.str(req.System)
+	e.tag(tagMessages)
+	e.uvarint(uint64(len(req.Messages)))
+	for i := range req.Messages {
+		e.str(string(req.Messages[i].Role))
+		e.str(req.Messages[i].Content)
+	}
+	e.tag(tagMaxTokens)
+	e.write(binary.AppendVarint(e.buf[:0], int64(req.MaxTokens)))
+	e.float(tagTemperature, req.Temperature)
+	e.float(tagTopP, req.TopP)
+	if req.Seed == nil {
+		e.write(append(e.buf[:0], tagSeed, 0))
+	} else {
+		e.write(binary.LittleEndian.AppendUint64(append(e.buf[:0], tagSeed, 1), uint64(*req.Seed)))
+	}
+	e.tag(tagStop)
+	e.uvarint(uint64(len(req.Stop)))
+	for _, s := range req.Stop {
+		e.str(s)
+	}
+	e.tag(tagExtra)
+	e.uvarint(uint64(len(req.Extra)))
+	if len(req.Extra) > 0 {
+		if err := e.extra(req.Extra); err != nil {
+			return Key{}, err
+		}
+	}
+	e.tag(tagEnd)
+
 	var k Key
-	err := keyOf(req, &k)
-	return k, err
-}
-
-// keyOf is KeyOf writing the key into *k: the middleware passes its keys
-// by pointer, since a Key copied by value is read back with wider loads
-// than the stores that wrote it, which stalls the CPU's store forwarding.
-func keyOf(req *llm.Request, k *Key) error {
-	if len(req.Extra) == 0 && smallEncoding(req) {
-		var arr [stackBuf]byte
-		n := encodeSmall(&arr, req)
-		sum(k, arr[:n], req.Tenant)
-		return nil
-	}
-	sc := scratchPool.Get().(*scratch)
-	b, err := appendEncoding(sc.buf[:0], req, &sc.keys)
-	if err == nil {
-		sum(k, b, req.Tenant)
-	}
-	if cap(b) <= maxPooled {
-		sc.buf = b
-	}
-	scratchPool.Put(sc)
-	return err
-}
-
-// sum hashes an encoding into k: XXH3-128 of the encoding, and XXH3-64 of
-// the tenant alone for the scope.
-func sum(k *Key, b []byte, tenant string) {
-	h := xxh3.Hash128(b)
+	h := e.h.Sum128()
 	binary.LittleEndian.PutUint64(k.Digest[:8], h.Lo)
 	binary.LittleEndian.PutUint64(k.Digest[8:], h.Hi)
-	binary.LittleEndian.PutUint64(k.Scope[:], xxh3.HashString(tenant))
+	binary.LittleEndian.PutUint64(k.Scope[:], xxh3.HashString(req.Tenant))
+	return k, nil
 }
 
-// smallEncoding reports whether req's encoding surely fits stackBuf: a
-// bound of its size from the lengths of its strings and a generous
-// allowance for tags and length prefixes.
-func smallEncoding(req *llm.Request) bool {
-	n := 64 + len(req.Tenant) + len(req.Model) + len(req.System) + 24*len(req.Messages) + 12*len(req.Stop)
-	if n > stackBuf {
-		return false
-	}
-	for i := range req.Messages {
-		n += len(req.Messages[i].Role) + len(req.Messages[i].Content)
-	}
-	for _, s := range req.Stop {
-		n += len(s)
-	}
-	return n <= stackBuf
+// encoder feeds the canonical encoding to a streaming XXH3 hash, which
+// gives the digest one-shot XXH3-128 gives the same bytes.
+type encoder struct {
+	h   xxh3.Hasher
+	buf [2 + binary.MaxVarintLen64]byte // a tag and a number at most
 }
 
-func appendStr(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
+func (e *encoder) write(b []byte) { e.h.Write(b) }
+
+func (e *encoder) tag(t byte) { e.write(append(e.buf[:0], t)) }
+
+func (e *encoder) uvarint(v uint64) { e.write(binary.AppendUvarint(e.buf[:0], v)) }
+
+// str writes s length-prefixed.
+func (e *encoder) str(s string) {
+	e.uvarint(uint64(len(s)))
+	e.h.WriteString(s)
 }
 
-// appendFloat appends an optional float: a presence byte, then its IEEE
-// bits with -0 folded into 0 (they compare equal and mean the same to a
-// provider).
-func appendFloat(b []byte, tag byte, p *float64) []byte {
+// float writes an optional float: a presence byte, then its IEEE bits with
+// -0 folded into 0 (they compare equal and mean the same to a provider).
+func (e *encoder) float(tag byte, p *float64) {
 	if p == nil {
-		return append(b, tag, 0)
+		e.write(append(e.buf[:0], tag, 0))
+		return
 	}
 	v := *p
 	if v == 0 {
 		v = 0
 	}
-	return binary.LittleEndian.AppendUint64(append(b, tag, 1), math.Float64bits(v))
+	e.write(binary.LittleEndian.AppendUint64(append(e.buf[:0], tag, 1), math.Float64bits(v)))
 }
 
-// appendEncoding appends the canonical encoding of req to b.
-// keys is scratch space for sorting extras; it may be nil when req has
-// none.
-func appendEncoding(b []byte, req *llm.Request, keys *[]string) ([]byte, error) {
-	b = append(b, KeyVersion, tagTenant)
-	b = appendStr(b, req.Tenant)
-	b = appendStr(append(b, tagModel), req.Model)
-	b = appendStr(append(b, tagSystem), req.System)
-	b = binary.AppendUvarint(append(b, tagMessages), uint64(len(req.Messages)))
-	for i := range req.Messages {
-		m := &req.Messages[i]
-		b = appendStr(b, string(m.Role))
-		b = appendStr(b, m.Content)
-	}
-	b = binary.AppendVarint(append(b, tagMaxTokens), int64(req.MaxTokens))
-	b = appendFloat(b, tagTemperature, req.Temperature)
-	b = appendFloat(b, tagTopP, req.TopP)
-	if req.Seed == nil {
-		b = append(b, tagSeed, 0)
-	} else {
-		b = binary.LittleEndian.AppendUint64(append(b, tagSeed, 1), uint64(*req.Seed))
-	}
-	b = binary.AppendUvarint(append(b, tagStop), uint64(len(req.Stop)))
-	for _, s := range req.Stop {
-		b = appendStr(b, s)
-	}
-	b = binary.AppendUvarint(append(b, tagExtra), uint64(len(req.Extra)))
-	if len(req.Extra) > 0 {
-		var err error
-		if b, err = appendExtra(b, req.Extra, keys); err != nil {
-			return b, err
-		}
-	}
-	return append(b, tagEnd), nil
-}
-
-// appendExtra encodes the extras in sorted key order, each value as its
-// JSON encoding (encoding/json sorts map keys, so nested maps are canonical
+// extra writes the extras in sorted key order, each value as its JSON
+// encoding (encoding/json sorts map keys, so nested maps are canonical
 // too).
-func appendExtra(b []byte, extra map[string]any, keys *[]string) ([]byte, error) {
-	ks := (*keys)[:0]
+func (e *encoder) extra(extra map[string]any) error {
+	keys := make([]string, 0, len(extra))
 	for k := range extra {
-		ks = append(ks, k)
+		keys = append(keys, k)
 	}
-	slices.Sort(ks)
-	defer func() {
-		clear(ks) // do not keep the caller's strings alive in the pool
-		*keys = ks[:0]
-	}()
-	for _, k := range ks {
+	slices.Sort(keys)
+	for _, k := range keys {
 		v, err := json.Marshal(extra[k])
 		if err != nil {
-			return b, err
+			return err
 		}
-		b = appendStr(b, k)
-		b = binary.AppendUvarint(b, uint64(len(v)))
-		b = append(b, v...)
+		e.str(k)
+		e.uvarint(uint64(len(v)))
+		e.write(v)
 	}
-	return b, nil
-}
-
-// putStr writes s length-prefixed at b[i:] and returns the next index.
-func putStr(b *[stackBuf]byte, i int, s string) int {
-	i += binary.PutUvarint(b[i:], uint64(len(s)))
-	return i + copy(b[i:], s)
-}
-
-// putFloat writes an optional float as appendFloat does.
-func putFloat(b *[stackBuf]byte, i int, tag byte, p *float64) int {
-	b[i] = tag
-	if p == nil {
-		b[i+1] = 0
-		return i + 2
-	}
-	v := *p
-	if v == 0 {
-		v = 0
-	}
-	b[i+1] = 1
-	binary.LittleEndian.PutUint64(b[i+2:], math.Float64bits(v))
-	return i + 10
-}
-
-// encodeSmall writes the canonical encoding of a request without extras
-// whose encoding smallEncoding said fits, byte for byte what
-// appendEncoding appends, by index into b: no append bookkeeping. It
-// returns the encoding's length.
-func encodeSmall(b *[stackBuf]byte, req *llm.Request) int {
-	b[0], b[1] = KeyVersion, tagTenant
-	i := putStr(b, 2, req.Tenant)
-	b[i] = tagModel
-	i = putStr(b, i+1, req.Model)
-	b[i] = tagSystem
-	i = putStr(b, i+1, req.System)
-	b[i] = tagMessages
-	i++
-	i += binary.PutUvarint(b[i:], uint64(len(req.Messages)))
-	for j := range req.Messages {
-		m := &req.Messages[j]
-		i = putStr(b, i, string(m.Role))
-		i = putStr(b, i, m.Content)
-	}
-	b[i] = tagMaxTokens
-	i++
-	i += binary.PutVarint(b[i:], int64(req.MaxTokens))
-	i = putFloat(b, i, tagTemperature, req.Temperature)
-	i = putFloat(b, i, tagTopP, req.TopP)
-	b[i] = tagSeed
-	if req.Seed == nil {
-		b[i+1] = 0
-		i += 2
-	} else {
-		b[i+1] = 1
-		binary.LittleEndian.PutUint64(b[i+2:], uint64(*req.Seed))
-		i += 10
-	}
-	b[i] = tagStop
-	i++
-	i += binary.PutUvarint(b[i:], uint64(len(req.Stop)))
-	for _, s := range req.Stop {
-		i = putStr(b, i, s)
-	}
-	b[i], b[i+1], b[i+2] = tagExtra, 0, tagEnd
-	return i + 3
+	return nil
 }

@@ -2,10 +2,13 @@ package cache
 
 import (
 	"context"
-	"encoding/binary"
+	"fmt"
 	"runtime"
+	"strconv"
+	"strings"
 	"testing"
-	"unsafe"
+	"testing/synctest"
+	"time"
 
 	"github.com/llmkit/llmkit/llm"
 )
@@ -18,53 +21,71 @@ func liveHeap() uint64 {
 	return m.HeapAlloc
 }
 
-// TestBoundedMemory puts 100,000 distinct 32 KiB answers (3.2 GB, 50 times
-// the limit) into a 64 MiB store and checks, every 10,000 inserts and at the
-// end, that the live heap stays within 1.1 x the limit plus the baseline.
-// Under -short it puts 8,000 (250 MiB, still 4 times the limit).
+// TestBoundedMemory fills an 8 MiB store through the middleware with
+// distinct answers, five to eight times what it holds, of 200 bytes and of
+// 64 KiB, each a fresh allocation as a provider's would be, over 100 five-
+// second windows of the bubble's clock (so that anything kept per window of
+// time, as ristretto's expiry buckets are, shows). Every tenth of the way
+// it checks that the live heap has grown by at most 1.1 x MaxCost over the
+// baseline (taken before the store exists, so ristretto's fixed structures
+// count too); at the end, that the entries the store holds are costed at
+// 3/4 of MaxCost or more, so that the bound is not met by keeping nothing.
 func TestBoundedMemory(t *testing.T) {
-	const (
-		limit   = 64 << 20
-		size    = 32 << 10
-		checkAt = 10_000
-	)
-	n := 100_000
-	if testing.Short() {
-		n = 8_000
+	const limit = 8 << 20
+	for _, tc := range []struct{ size, n int }{{200, 200_000}, {64 << 10, 1_000}} {
+		t.Run(fmt.Sprint(tc.size), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) { checkBoundedMemory(t, limit, tc.size, tc.n) })
+		})
 	}
+}
+
+func checkBoundedMemory(t *testing.T, limit, size, n int) {
 	base := liveHeap()
-	st, err := NewRistretto(RistrettoConfig{MaxCost: limit})
+	st, err := NewRistretto(RistrettoConfig{MaxCost: int64(limit)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	ctx := context.Background()
-	bound := base + limit*11/10
-	var peak uint64
-	check := func(i int) {
-		st.Wait() // the set buffer drained: only admitted entries are live
-		if h := liveHeap(); h > peak {
-			peak = h
-		}
-		if peak > bound {
-			t.Fatalf("after %d inserts the live heap is %d MiB, over 1.1 x %d MiB + %d MiB baseline",
-				i, peak>>20, limit>>20, base>>20)
-		}
+	filler := strings.Repeat("x", size-16)
+	up := llm.ClientFunc(func(_ context.Context, req *llm.Request) (*llm.Response, error) {
+		text := fmt.Sprintf("%16s", req.Messages[0].Content) + filler // a fresh allocation
+		return &llm.Response{Text: text, FinishReason: llm.FinishStop}, nil
+	})
+	mw, err := Middleware(st, WithTTL(time.Hour))
+	if err != nil {
+		t.Fatal(err)
 	}
+	c := mw(up)
+	ctx := context.Background()
+	var peak int64
 	for i := range n {
-		text := make([]byte, size)
-		binary.LittleEndian.PutUint64(text, uint64(i))
-		var k Key
-		binary.LittleEndian.PutUint64(k.Digest[:], uint64(i)*0x9e3779b97f4a7c15+1)
-		binary.LittleEndian.PutUint64(k.Digest[8:], uint64(i)*0xbf58476d1ce4e5b9+3) // digests spread, as XXH3's do
-		e := Entry{Response: &llm.Response{Text: unsafe.String(&text[0], len(text)), FinishReason: llm.FinishStop}}
-		if err := st.Set(ctx, k, e, 0x7fffffffffffffff); err != nil {
+		if _, err := c.Generate(ctx, det(strconv.Itoa(i))); err != nil {
 			t.Fatal(err)
 		}
-		if (i+1)%checkAt == 0 {
-			check(i + 1)
+		if (i+1)%(n/100) == 0 {
+			time.Sleep(5 * time.Second)
+		}
+		if (i+1)%(n/10) == 0 {
+			st.Wait() // ristretto's buffer applied: only admitted entries are live
+			peak = max(peak, int64(liveHeap())-int64(base))
+			if float64(peak) > 1.1*float64(limit) {
+				t.Fatalf("after %d answers of %d bytes the live heap grew by %.3f x MaxCost, over 1.1",
+					i+1, size, float64(peak)/float64(limit))
+			}
 		}
 	}
-	check(n)
-	t.Logf("%d x 32 KiB into 64 MiB: peak live heap %d MiB over a %d MiB baseline", n, (peak-base)>>20, base>>20)
+	kept := 0
+	for i := range n {
+		if _, ok, _ := st.Get(ctx, mustKey(t, det(strconv.Itoa(i)))); ok {
+			kept++
+		}
+	}
+	var b strings.Builder
+	b.Grow(size + len(llm.FinishStop))
+	held := float64(kept) * float64(itemOverhead+int64(b.Cap())) / float64(limit)
+	t.Logf("%d answers of %d bytes into %d MiB: peak heap growth %.3f x MaxCost; %d kept, costed at %.2f x MaxCost",
+		n, size, limit>>20, float64(peak)/float64(limit), kept, held)
+	if held < 0.75 {
+		t.Fatalf("the store keeps %d entries, costed at %.2f x MaxCost: want at least 0.75", kept, held)
+	}
 }

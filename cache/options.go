@@ -23,6 +23,7 @@ type config struct {
 	storable         func(*llm.Response) bool
 	coalesce         bool
 	replayChunk      int
+	obs              llm.Observer
 }
 
 // The defaults.
@@ -115,4 +116,13 @@ func WithReplayChunkBytes(n int) Option {
 		c.replayChunk = n
 		return nil
 	})
+}
+
+// WithObserver gives the cache an observer that hears every event it
+// emits (hits, misses, stores, coalesced calls, stale answers, store
+// errors), besides those on each call's context: the place for a counting
+// observer such as a Prometheus middleware's. Several calls add observers
+// (see llm.MultiObserver); a nil o is ignored.
+func WithObserver(o llm.Observer) Option {
+	return optionFunc(func(c *config) error { c.obs = llm.MultiObserver(c.obs, o); return nil })
 }

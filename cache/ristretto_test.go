@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -9,32 +10,66 @@ import (
 	"github.com/llmkit/llmkit/llm"
 )
 
+// TestRistrettoExpiry walks an entry through its life under fake time:
+// served while fresh, only by Stale within its grace, by neither after,
+// until a new answer replaces it.
 func TestRistrettoExpiry(t *testing.T) {
-	for _, inStore := range []bool{false, true} {
-		synctest.Test(t, func(t *testing.T) {
-			st, err := NewRistretto(RistrettoConfig{ExpireInStore: inStore})
+	synctest.Test(t, func(t *testing.T) {
+		st, err := NewRistretto(RistrettoConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		c, _ := New(st, WithTTL(time.Minute), WithGrace(time.Minute))
+		ctx := context.Background()
+		answers := 0
+		up := llm.ClientFunc(func(context.Context, *llm.Request) (*llm.Response, error) {
+			answers++
+			return &llm.Response{Text: strconv.Itoa(answers), FinishReason: llm.FinishStop}, nil
+		})
+		cl := c.Middleware()(up)
+		ask := func() string {
+			t.Helper()
+			resp, err := cl.Generate(ctx, det("q"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer st.Close()
-			c, _ := New(st, WithTTL(time.Minute), WithGrace(time.Minute))
-			ctx := context.Background()
-			up := llm.ClientFunc(func(context.Context, *llm.Request) (*llm.Response, error) {
-				return &llm.Response{Text: "a", FinishReason: llm.FinishStop}, nil
-			})
-			c.Middleware()(up).Generate(ctx, det("q"))
 			st.Wait()
-			// ristretto drops expired items in 5 s buckets, at most two
-			// buckets after their end.
-			time.Sleep(2*time.Minute + 15*time.Second)
-			_, present, _ := st.Get(ctx, mustKey(t, det("q")))
-			if present == inStore {
-				t.Fatalf("ExpireInStore=%v: entry present after TTL+grace = %v", inStore, present)
-			}
-			if _, ok := c.Stale(ctx, det("q")); ok {
-				t.Fatalf("ExpireInStore=%v: Stale served an entry past its grace window", inStore)
-			}
-		})
+			return resp.Text
+		}
+		ask()
+		time.Sleep(time.Minute - time.Second)
+		if got := ask(); got != "1" {
+			t.Fatalf("within the TTL: answer %s, want the stored 1", got)
+		}
+		time.Sleep(time.Minute)
+		if resp, ok := c.Stale(ctx, det("q")); !ok || resp.Text != "1" {
+			t.Fatalf("within the grace: Stale = %+v, %v", resp, ok)
+		}
+		time.Sleep(2 * time.Second)
+		if _, ok := c.Stale(ctx, det("q")); ok {
+			t.Fatal("Stale served an entry past its grace window")
+		}
+		if got := ask(); got != "2" {
+			t.Fatalf("past the TTL: answer %s, want a new one", got)
+		}
+		if got := ask(); got != "2" {
+			t.Fatalf("the new answer was not stored: got %s", got)
+		}
+	})
+}
+
+// The store keeps its own copy of the answer, in one string allocation.
+func TestRistrettoCopiesTheAnswer(t *testing.T) {
+	st := newRistrettoT(t, RistrettoConfig{})
+	ctx := context.Background()
+	in := &llm.Response{ID: "id", Text: "text", Model: "m", FinishReason: llm.FinishStop, Usage: llm.Usage{OutputTokens: 3}}
+	key := mustKey(t, det("q"))
+	st.Set(ctx, key, Entry{Response: in, Expires: time.Now().Add(time.Hour)}, time.Hour)
+	st.Wait()
+	e, ok, _ := st.Get(ctx, key)
+	if !ok || e.Response == in || *e.Response != *in {
+		t.Fatalf("stored %+v (same pointer: %v), want a copy of %+v", e.Response, e.Response == in, in)
 	}
 }
 

@@ -25,10 +25,12 @@ type Entry struct {
 //
 // Get reports a miss as (Entry{}, false, nil); an error means the store
 // failed, and the middleware treats it as a miss and reports
-// llm.EventCacheError. Set keeps e for ttl (its Expires plus grace); an
-// error means it was not stored. Neither may retain ctx. Name is a short,
-// bounded name ("ristretto", "redis", "tiered") used as the Source of the
-// events the middleware emits.
+// llm.EventCacheError. Get may return an entry past its deadlines: readers
+// check them. Set stores e, which is of no use after ttl (TTL plus grace):
+// a store may drop it then, or earlier to make room; an error means it was
+// not stored. Neither may retain ctx. Name is a short, bounded name
+// ("ristretto", "redis", "tiered") used as the Source of the events the
+// middleware emits.
 type Store interface {
 	Get(ctx context.Context, key Key) (Entry, bool, error)
 	Set(ctx context.Context, key Key, e Entry, ttl time.Duration) error

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"time"
-
-	"github.com/llmkit/llmkit/llm"
 )
 
 // Tiered is a Store that puts a fast local store (L1, usually Ristretto) in
@@ -48,15 +46,6 @@ func (t *Tiered) Get(ctx context.Context, key Key) (Entry, bool, error) {
 // Set writes e to both levels.
 func (t *Tiered) Set(ctx context.Context, key Key, e Entry, ttl time.Duration) error {
 	return errors.Join(t.l1.Set(ctx, key, e, ttl), t.l2.Set(ctx, key, e, ttl))
-}
-
-// subscribe passes an observer on to the levels that emit events.
-func (t *Tiered) subscribe(o llm.Observer) {
-	for _, s := range []Store{t.l1, t.l2} {
-		if s, ok := s.(storeSubscriber); ok {
-			s.subscribe(o)
-		}
-	}
 }
 
 // Name returns "tiered".

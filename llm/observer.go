@@ -24,6 +24,9 @@ const (
 	// "adaptive_limit", "budget"), Err.
 	EventRejected
 	// EventCacheHit, EventCacheMiss: a cache lookup. Source (the store).
+	// A miss with Reason "bypass" is a request the cache may not answer
+	// (nondeterministic, CacheBypass, no canonical key): the store was not
+	// asked.
 	EventCacheHit
 	EventCacheMiss
 	// EventCacheStale: an expired entry within its grace window was served

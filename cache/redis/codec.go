@@ -1,22 +1,23 @@
-package cache
+package redis
 
 import (
 	"encoding/binary"
 	"errors"
 	"time"
 
+	"github.com/llmkit/llmkit/cache"
 	"github.com/llmkit/llmkit/llm"
 )
 
 // entryVersion is the first byte of an encoded entry.
 const entryVersion = 1
 
-var errBadEntry = errors.New("cache: malformed stored entry")
+var errBadEntry = errors.New("cache/redis: malformed stored entry")
 
 // appendEntry encodes e compactly: a version byte, the two deadlines in
 // Unix nanoseconds, the answer's strings length-prefixed and its token
 // counts as varints.
-func appendEntry(b []byte, e Entry) []byte {
+func appendEntry(b []byte, e cache.Entry) []byte {
 	r := e.Response
 	b = append(b, entryVersion)
 	b = binary.AppendVarint(b, e.Expires.UnixNano())
@@ -32,8 +33,8 @@ func appendEntry(b []byte, e Entry) []byte {
 }
 
 // decodeEntry is the inverse of appendEntry.
-func decodeEntry(b []byte) (Entry, error) {
-	var e Entry
+func decodeEntry(b []byte) (cache.Entry, error) {
+	var e cache.Entry
 	if len(b) == 0 || b[0] != entryVersion {
 		return e, errBadEntry
 	}

@@ -1,15 +1,16 @@
-package cache
+package redis
 
 import (
 	"testing"
 	"time"
 
+	"github.com/llmkit/llmkit/cache"
 	"github.com/llmkit/llmkit/llm"
 )
 
 func TestEntryCodecRoundTrip(t *testing.T) {
 	now := time.Unix(1_700_000_000, 123)
-	in := Entry{
+	in := cache.Entry{
 		Response: &llm.Response{ID: "id-1", Text: "héllo", Model: "m", FinishReason: llm.FinishToolCalls,
 			Usage: llm.Usage{InputTokens: 10, OutputTokens: 3, CachedInputTokens: 4}},
 		Expires:    now,
@@ -39,7 +40,7 @@ func TestEntryCodecRoundTrip(t *testing.T) {
 }
 
 func FuzzDecodeEntry(f *testing.F) {
-	f.Add(appendEntry(nil, Entry{Response: &llm.Response{Text: "x"}}))
+	f.Add(appendEntry(nil, cache.Entry{Response: &llm.Response{Text: "x"}}))
 	f.Add([]byte{1, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := decodeEntry(b) // must not panic on anything
