@@ -12,33 +12,35 @@ import (
 	"github.com/llmkit/llmkit/cache"
 	"github.com/llmkit/llmkit/llm"
 	"github.com/llmkit/llmkit/provider/sim"
-	"github.com/llmkit/llmkit/metrics"
-	"github.com/llmkit/llmkit/profiling"
 	"github.com/llmkit/llmkit/resilience"
+	"github.com/llmkit/llmkit/stack"
 )
 
-// The README's recommended stack, compiled and run: the second identical
-// question is a cache hit, and when the provider fails the answer is
-// degraded, not an error.
+// The default stack over the simulated model, as the benchmarks build it:
+// the second identical question is a cache hit, an auth error is neither
+// retried nor degraded, and when the provider is down the fallback answers,
+// degraded, instead of an error.
 func Example_stack() {
 	provider := sim.MustNew(sim.Config{TTFT: -1, PerToken: -1})
-
-	prom, _ := metrics.Prometheus(prometheus.NewRegistry(), metrics.WithModels("sim-1"))
-	traces, _ := metrics.OTel()
-	logs, _ := metrics.Log(slog.New(slog.DiscardHandler))
-	labels, _ := profiling.Labels()
 	store, _ := cache.NewRistretto(cache.RistrettoConfig{MaxCost: 16 << 20})
 	defer store.Close()
-	responses, _ := cache.New(store, cache.WithTTL(time.Hour))
-	cfg := resilience.DefaultConfig()
-	cfg.Fallback.Stale = responses.Stale
-	cfg.Retry.BaseDelay = time.Millisecond // short backoffs, for the example
-	policies, _ := resilience.New(cfg)
-
-	client := llm.Wrap(provider, traces, prom, logs, labels, responses.Middleware(), policies)
+	policies := resilience.DefaultConfig()
+	policies.Retry.BaseDelay = time.Millisecond // short backoffs, for the example
+	st, err := stack.New(provider, stack.Config{
+		Registry:   prometheus.NewRegistry(),
+		Models:     []string{"sim-1"},
+		Endpoints:  []string{"faq"},
+		Logger:     slog.New(slog.DiscardHandler),
+		Store:      store,
+		Resilience: &policies,
+	})
+	if err != nil {
+		panic(err)
+	}
+	defer st.Close()
 
 	ask := func(q string) {
-		resp, err := client.Generate(context.Background(), &llm.Request{
+		resp, err := st.Generate(context.Background(), &llm.Request{
 			Model:       "sim-1",
 			Messages:    []llm.Message{llm.User(q)},
 			Temperature: llm.Ptr(0.0),
@@ -52,14 +54,14 @@ func Example_stack() {
 		default:
 			fmt.Printf("cached=%v degraded=%v reason=%v\n", resp.Cached, resp.Degraded, resp.DegradedReason)
 		}
-		store.Wait()
+		store.Wait() // the answer is stored before the next question
 	}
 	ask("Why is the sky blue?")
 	ask("Why is the sky blue?")
 	_ = provider.SetErrors(map[llm.Kind]float64{llm.KindAuth: 1})
-	ask("And why is the sea blue?") // auth errors are not retried nor degraded
+	ask("And why is the sea blue?")
 	_ = provider.SetErrors(map[llm.Kind]float64{llm.KindUnavailable: 1})
-	ask("And why is grass green?") // the provider is down: the static fallback answers
+	ask("And why is grass green?")
 	// Output:
 	// cached=false degraded=false reason=unknown
 	// cached=true degraded=false reason=unknown

@@ -1,10 +1,9 @@
 package resilience
 
 import (
+	"cmp"
 	"context"
-	"errors"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/failsafe-go/failsafe-go/circuitbreaker"
@@ -16,105 +15,70 @@ import (
 // breaker: open after 5 consecutive failures, half-open after 60 s, one
 // probe, which closes it on success and reopens it on failure.
 type BreakerConfig struct {
-	// Name is reported as the Source of EventBreakerState. Default
-	// "default".
-	Name string
-	// FailureThreshold opens the breaker after that many consecutive
-	// failures (count mode). Default 5.
-	FailureThreshold uint
+	Name             string // the Source of its events; default "default"
+	FailureThreshold uint   // consecutive failures that open it; default 5
 	// FailureRate, when in (0, 1], switches to ratio mode: the breaker
 	// opens when at least FailureRate of the calls within Period failed,
-	// once MinCalls calls were seen.
+	// once MinCalls calls were seen (default 10, within 1 minute).
 	FailureRate float64
-	// MinCalls is the ratio mode's minimum number of calls. Default 10.
-	MinCalls uint
-	// Period is the ratio mode's sliding window. Default 1 minute.
-	Period time.Duration
-	// Delay is how long the breaker stays open. Default 60 s.
-	Delay time.Duration
-	// Probes is how many calls the half-open breaker admits. All must
-	// succeed to close it; one failure reopens it. Default 1.
+	MinCalls    uint
+	Period      time.Duration
+	Delay       time.Duration // how long it stays open; default 60 s
+	// Probes is how many calls the half-open breaker admits; all must
+	// succeed to close it, one failure reopens it. Default 1.
 	Probes uint
-	// IsFailure decides which errors count against the provider's health.
-	// Default: rate limits, timeouts, 5xx, overload and cut streams (those
-	// llm.Retryable accepts). Bad requests and the caller's own
-	// cancellations never count, whatever IsFailure says.
+	// IsFailure decides which errors count against the provider; default
+	// llm.Retryable. Bad requests and the caller's own cancellations never
+	// count, whatever IsFailure says.
 	IsFailure func(error) bool
-	// Observer receives every state change with context.Background(),
-	// outside the breaker's lock, e.g. for a state gauge.
+	// Observer hears every state change (EventBreakerState), whichever
+	// middleware's call caused it, as do the observers on that call's
+	// context. They run under the breaker's lock: State is fine, Acquire not.
 	Observer llm.Observer
 }
 
-// Breaker is a circuit breaker on failsafe-go's CircuitBreaker. It is safe
-// for concurrent use and may guard several clients at once.
+// Breaker is failsafe-go's CircuitBreaker used through its permits. It is
+// safe for concurrent use and may guard several middlewares at once.
+//
+// failsafe-go cannot give back a half-open permit without recording an
+// outcome, and a probe whose caller went away proves nothing. Its slot is
+// kept as lost: the next call the half-open breaker would refuse takes it,
+// and recording that call's outcome returns the slot to failsafe-go. A
+// state change forgets lost slots; the new state has its own.
 type Breaker struct {
 	cb        circuitbreaker.CircuitBreaker[*llm.Response]
 	name      string
 	isFailure func(error) bool
-	observer  llm.Observer
-	// obs hear the state changes, whichever call observes them: the
-	// observers subscribed to the clients that use this breaker, and any
-	// given to Subscribe.
-	obs llm.Observers
+	obs       llm.Observer
 
-	// state mirrors the failsafe state, written by its listener, so that the
-	// hot path reads one atomic instead of taking the breaker's lock.
-	state atomic.Uint32
-
-	// Changes wait here until a call that holds a context emits them:
-	// failsafe's listeners have none. pendingN lets the hot path skip the
-	// lock when nothing waits.
-	mu       sync.Mutex
-	pending  []llm.BreakerState
-	pendingN atomic.Int32
-	// quiet suppresses reporting while a canceled probe's slot is returned.
-	quiet atomic.Bool
-
-	// countMode is the consecutive-failure breaker (no FailureRate). In
-	// it, while the breaker is closed and no failure was recorded since
-	// the last recorded success, a success changes nothing in failsafe-go's
-	// window, so neither the permit nor the success is taken to
-	// failsafe-go: the closed, healthy path touches no lock, and calls on
-	// different cores do not contend. unresolved counts failures recorded
-	// since the last recorded success.
-	countMode  bool
-	unresolved atomic.Int64
+	// mu serializes the calls into cb, so that its state-change listener,
+	// which runs inside them, reports each change in order with the context
+	// of the call that caused it. It guards the fields below.
+	mu   sync.Mutex
+	ctx  context.Context // of the call into cb in progress
+	gen  uint64          // state changes so far
+	lost uint            // half-open slots whose probes were released
 }
 
 // NewBreaker builds a breaker from cfg, validated here.
 func NewBreaker(cfg BreakerConfig) (*Breaker, error) {
-	if cfg.Name == "" {
-		cfg.Name = "default"
-	}
-	if cfg.FailureThreshold == 0 {
-		cfg.FailureThreshold = 5
-	}
-	if cfg.Delay == 0 {
-		cfg.Delay = 60 * time.Second
-	}
-	if cfg.Probes == 0 {
-		cfg.Probes = 1
-	}
-	if cfg.MinCalls == 0 {
-		cfg.MinCalls = 10
-	}
-	if cfg.Period == 0 {
-		cfg.Period = time.Minute
-	}
+	setDefault(&cfg.Name, "default")
+	setDefault(&cfg.FailureThreshold, 5)
+	setDefault(&cfg.Delay, 60*time.Second)
+	setDefault(&cfg.Probes, 1)
+	setDefault(&cfg.MinCalls, 10)
+	setDefault(&cfg.Period, time.Minute)
 	if cfg.IsFailure == nil {
 		cfg.IsFailure = llm.Retryable
 	}
-	switch {
-	case cfg.Delay < 0 || cfg.Period < 0:
-		return nil, errors.New("resilience: breaker durations must not be negative")
-	case cfg.FailureRate < 0 || cfg.FailureRate > 1:
-		return nil, errors.New("resilience: Breaker.FailureRate out of [0, 1]")
+	if cfg.Delay < 0 || cfg.Period < 0 || cfg.FailureRate < 0 || cfg.FailureRate > 1 {
+		return nil, errf("Breaker durations must not be negative, FailureRate in [0, 1]")
 	}
-	b := &Breaker{name: cfg.Name, isFailure: cfg.IsFailure, observer: cfg.Observer, countMode: cfg.FailureRate == 0}
+	b := &Breaker{name: cfg.Name, isFailure: cfg.IsFailure, obs: cfg.Observer}
 	bld := circuitbreaker.NewBuilder[*llm.Response]().
 		WithDelay(cfg.Delay).
 		WithSuccessThreshold(cfg.Probes).
-		OnStateChanged(b.onStateChanged)
+		OnStateChanged(b.changed)
 	if cfg.FailureRate > 0 {
 		bld = bld.WithFailureRateThreshold(cfg.FailureRate, cfg.MinCalls, cfg.Period)
 	} else {
@@ -124,55 +88,27 @@ func NewBreaker(cfg BreakerConfig) (*Breaker, error) {
 	return b, nil
 }
 
-func fromFailsafe(s circuitbreaker.State) llm.BreakerState {
-	switch s {
-	case circuitbreaker.OpenState:
-		return llm.BreakerOpen
-	case circuitbreaker.HalfOpenState:
-		return llm.BreakerHalfOpen
+// CircuitBreaker builds a breaker and returns it with its middleware.
+func CircuitBreaker(cfg BreakerConfig) (*Breaker, llm.Middleware, error) {
+	b, err := NewBreaker(cfg)
+	if err != nil {
+		return nil, nil, err
 	}
-	return llm.BreakerClosed
+	return b, b.Middleware(), nil
 }
 
-// onStateChanged runs inside failsafe with its lock released but without a
-// context: it records the change and tells the construction-time observer.
-func (b *Breaker) onStateChanged(ev circuitbreaker.StateChangedEvent) {
-	s := fromFailsafe(ev.NewState)
-	b.state.Store(uint32(s))
-	if b.quiet.Load() {
-		return
-	}
-	b.mu.Lock()
-	b.pending = append(b.pending, s)
-	b.pendingN.Store(int32(len(b.pending)))
-	b.mu.Unlock()
-	if b.observer != nil {
-		b.observer.Observe(context.Background(), llm.Event{Kind: llm.EventBreakerState, State: s, Source: b.name})
-	}
+// changed is failsafe-go's state-change listener. It runs inside a call
+// into cb, with b.mu held and failsafe-go's own lock released, so an
+// observer may read State but must not Acquire.
+func (b *Breaker) changed(ev circuitbreaker.StateChangedEvent) {
+	b.gen++
+	b.lost = 0
+	llm.EmitTo(cmp.Or(b.ctx, context.Background()), b.obs, llm.Event{Kind: llm.EventBreakerState, State: states[ev.NewState], Source: b.name})
 }
 
-// flush emits the recorded state changes with the context of the call that
-// observed them. No lock is held while observers run.
-func (b *Breaker) flush(ctx context.Context) {
-	if b.pendingN.Load() == 0 {
-		return
-	}
-	b.mu.Lock()
-	states := b.pending
-	b.pending = nil
-	b.pendingN.Store(0)
-	b.mu.Unlock()
-	for _, s := range states {
-		b.obs.Emit(ctx, llm.Event{Kind: llm.EventBreakerState, State: s, Source: b.name})
-	}
-}
-
-// Subscribe makes o hear the breaker's state changes (EventBreakerState)
-// from now on, whichever call observes them, besides the observers on that
-// call's context. A resilience middleware subscribes the observers
-// subscribed to it; a store that takes Permits can subscribe its own.
-// Subscribing the same comparable observer twice delivers once.
-func (b *Breaker) Subscribe(o llm.Observer) { b.obs.Add(o) }
+// states maps failsafe-go's states to ours.
+var states = [...]llm.BreakerState{circuitbreaker.ClosedState: llm.BreakerClosed,
+	circuitbreaker.OpenState: llm.BreakerOpen, circuitbreaker.HalfOpenState: llm.BreakerHalfOpen}
 
 // Name returns the breaker's name, the Source of its events.
 func (b *Breaker) Name() string { return b.name }
@@ -180,90 +116,93 @@ func (b *Breaker) Name() string { return b.name }
 // State returns the breaker's state. An open breaker whose delay has passed
 // reports half-open: the next call is admitted as a probe.
 func (b *Breaker) State() llm.BreakerState {
-	s := llm.BreakerState(b.state.Load())
-	if s == llm.BreakerOpen && b.cb.RemainingDelay() == 0 {
-		return llm.BreakerHalfOpen
+	s := b.cb.State()
+	if s == circuitbreaker.OpenState && b.cb.RemainingDelay() == 0 {
+		s = circuitbreaker.HalfOpenState
 	}
-	return s
+	return states[s]
 }
 
-// RemainingDelay returns how long the breaker stays open, 0 unless open.
-func (b *Breaker) RemainingDelay() time.Duration { return b.cb.RemainingDelay() }
-
-// Middleware returns the breaker alone as a middleware.
+// Middleware returns the breaker as a middleware. An open breaker fails
+// fast with kind circuit_open and a RetryAfter; a panic in the wrapped
+// client counts as a failure and keeps unwinding.
 func (b *Breaker) Middleware() llm.Middleware {
-	mw, _ := New(Config{Breaker: b}) // a Config with only a built breaker is always valid
-	return mw
-}
-
-// acquire asks for a permit. It reports whether the call was admitted and
-// whether it is a half-open probe.
-func (b *Breaker) acquire(ctx context.Context) (ok, probe bool) {
-	if b.countMode && llm.BreakerState(b.state.Load()) == llm.BreakerClosed {
-		// A closed breaker admits every call; failsafe-go would only take
-		// its lock to say so.
-		b.flush(ctx)
-		return true, false
+	return func(next llm.Client) llm.Client {
+		return policyFunc(func(ctx context.Context, req *llm.Request) (*llm.Response, error) {
+			p, ok := b.Acquire(ctx)
+			if !ok {
+				return nil, &llm.Error{Kind: llm.KindCircuitOpen, Provider: provider,
+					Message: "circuit breaker " + b.name + " is open", RetryAfter: b.cb.RemainingDelay()}
+			}
+			resp, err := (*llm.Response)(nil), error(errPanic) // what a panic below counts as
+			defer func() { p.Done(ctx, err) }()
+			resp, err = next.Generate(ctx, req)
+			return resp, err
+		})
 	}
-	ok = b.cb.TryAcquirePermit()
-	probe = ok && llm.BreakerState(b.state.Load()) == llm.BreakerHalfOpen
-	b.flush(ctx)
-	return ok, probe
 }
 
-// record settles a permit. callerDone says the caller's own context ended:
-// such an outcome is not the provider's fault and is not charged.
-func (b *Breaker) record(ctx context.Context, err error, callerDone, probe bool) {
+// Permit is one call a Breaker admitted. Exactly one of Done or Release
+// must follow a successful Acquire.
+type Permit struct {
+	b     *Breaker
+	probe bool   // admitted by the half-open breaker
+	gen   uint64 // the breaker's state then
+}
+
+// Acquire asks the breaker to admit one call, for code that guards calls
+// other than a middleware's (a store, a queue). When the breaker is open
+// it returns false; then the call must not be made. State changes are
+// reported with ctx.
+func (b *Breaker) Acquire(ctx context.Context) (Permit, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.ctx = ctx
+	ok := b.cb.TryAcquirePermit()
+	b.ctx = nil
+	half := b.cb.IsHalfOpen()
+	if !ok && half && b.lost > 0 {
+		b.lost--
+		ok = true
+	}
+	return Permit{b: b, probe: ok && half, gen: b.gen}, ok
+}
+
+// Done records the call's outcome: nil is a success, an error counts
+// against the breaker when IsFailure says so, and otherwise as a success
+// (the provider answered). When the caller ended ctx, or the error is a
+// cancellation, the outcome says nothing about the provider: Done then
+// releases the permit as Release does.
+func (p Permit) Done(ctx context.Context, err error) {
+	k := llm.KindOf(err)
 	switch {
 	case err == nil:
-		b.recordSuccess()
-	case callerDone || llm.KindOf(err) == llm.KindBadRequest || !b.isFailure(err):
-		if llm.KindOf(err) == llm.KindCanceled || callerDone {
-			if probe {
-				b.releaseProbe()
-			}
-			return
-		}
-		// The provider answered, just not with success: it is healthy.
-		b.recordSuccess()
+		p.b.record(ctx, true)
+	case gone(ctx) || k == llm.KindCanceled:
+		p.Release()
 	default:
-		// Record first, then flag: a success that reads the flag before
-		// it is raised is ordered before this failure, which is true.
+		p.b.record(ctx, k == llm.KindBadRequest || !p.b.isFailure(err))
+	}
+}
+
+// Release gives the permit back for a call that was not made or whose
+// caller went away, counting neither a success nor a failure.
+func (p Permit) Release() {
+	p.b.mu.Lock()
+	if p.probe && p.b.gen == p.gen {
+		p.b.lost++
+	}
+	p.b.mu.Unlock()
+}
+
+func (b *Breaker) record(ctx context.Context, success bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.ctx = ctx
+	if success {
+		b.cb.RecordSuccess()
+	} else {
 		b.cb.RecordFailure()
-		b.unresolved.Add(1)
 	}
-	b.flush(ctx)
-}
-
-// recordSuccess takes a success to failsafe-go unless, in count mode, the
-// breaker is closed with no failure since the last recorded success: then
-// it would change nothing.
-func (b *Breaker) recordSuccess() {
-	n := b.unresolved.Load()
-	if b.countMode && n == 0 && llm.BreakerState(b.state.Load()) == llm.BreakerClosed {
-		return
-	}
-	b.cb.RecordSuccess()
-	// A failure recorded meanwhile raised the count: keep it, so the next
-	// success is recorded too.
-	b.unresolved.CompareAndSwap(n, 0)
-}
-
-// releaseProbe gives back the slot of a half-open probe whose caller went
-// away. failsafe-go has no call for this, so the half-open state is
-// restarted: the probes then in flight still report into it. The restart is
-// not reported as a change.
-func (b *Breaker) releaseProbe() {
-	if b.cb.State() != circuitbreaker.HalfOpenState {
-		return
-	}
-	b.quiet.Store(true)
-	b.cb.Open()
-	b.cb.HalfOpen()
-	b.quiet.Store(false)
-}
-
-func (b *Breaker) openError() error {
-	return &llm.Error{Kind: llm.KindCircuitOpen, Provider: "resilience",
-		Message: "circuit breaker " + b.name + " is open", RetryAfter: b.cb.RemainingDelay()}
+	b.ctx = nil
 }

@@ -2,6 +2,7 @@ package resilience
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -22,7 +23,7 @@ func TestBreakerBoundaries(t *testing.T) {
 			})})
 		fail := llmtest.Step{Err: llmtest.Error(llm.KindUnavailable)}
 		fake := &llmtest.Fake{Steps: []llmtest.Step{fail, fail, fail, fail, fail}}
-		c := wrap(t, Config{Breaker: b}, fake)
+		c := wrap(t, Config{SharedBreaker: b}, fake)
 		ctx, rec := observed()
 		for range 5 {
 			c.Generate(ctx, llm.Prompt("x"))
@@ -98,7 +99,7 @@ func TestBackendDown(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := breaker(t, BreakerConfig{})
 		fake := &llmtest.Fake{Default: llmtest.Step{Err: llmtest.Error(llm.KindUnavailable)}}
-		c := wrap(t, Config{Retry: exactRetry(3), Breaker: b}, fake)
+		c := wrap(t, Config{Retry: exactRetry(3), SharedBreaker: b}, fake)
 		for range 2 {
 			c.Generate(context.Background(), llm.Prompt("x"))
 		}
@@ -122,7 +123,7 @@ func TestHungProbeResolvedByAttemptTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := breaker(t, BreakerConfig{FailureThreshold: 1, Delay: time.Minute})
 		fake := &llmtest.Fake{Steps: []llmtest.Step{{Err: llmtest.Error(llm.KindUnavailable)}}, Default: llmtest.Step{Hang: true}}
-		c := wrap(t, Config{Breaker: b, Timeout: TimeoutConfig{Attempt: 5 * time.Second}}, fake)
+		c := wrap(t, Config{SharedBreaker: b, Timeout: TimeoutConfig{Attempt: 5 * time.Second}}, fake)
 		c.Generate(context.Background(), llm.Prompt("x"))
 		time.Sleep(time.Minute)
 		start := time.Now()
@@ -144,7 +145,7 @@ func TestCallersCancelKeepsBreakerClosed(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := breaker(t, BreakerConfig{FailureThreshold: 2})
 		fake := &llmtest.Fake{Default: llmtest.Step{Latency: time.Second}}
-		c := wrap(t, Config{Breaker: b, Retry: exactRetry(3), Timeout: TimeoutConfig{Attempt: 10 * time.Second}}, fake)
+		c := wrap(t, Config{SharedBreaker: b, Retry: exactRetry(3), Timeout: TimeoutConfig{Attempt: 10 * time.Second}}, fake)
 		var wg sync.WaitGroup
 		errs := make([]error, 40)
 		for i := range 40 {
@@ -171,7 +172,7 @@ func TestCallersCancelKeepsBreakerClosed(t *testing.T) {
 			t.Fatalf("state %v: the callers' own cancellations were charged", b.State())
 		}
 		// A canceled half-open probe frees its slot.
-		b.cb.Open()
+		force(b, true)
 		time.Sleep(time.Minute)
 		ctx, cancel := context.WithCancel(context.Background())
 		time.AfterFunc(100*time.Millisecond, cancel)
@@ -201,4 +202,209 @@ func TestAttemptTimeoutVersusCallerCancel(t *testing.T) {
 			t.Fatalf("caller cancel: %v, want canceled", err)
 		}
 	})
+}
+
+// A success after failures resets the consecutive count.
+func TestBreakerSuccessResetsConsecutiveFailures(t *testing.T) {
+	b := breaker(t, BreakerConfig{FailureThreshold: 5})
+	fail := llmtest.Step{Err: llmtest.Error(llm.KindUnavailable)}
+	ok := llmtest.Step{Text: "ok"}
+	var steps []llmtest.Step
+	for range 4 {
+		steps = append(steps, fail)
+	}
+	steps = append(steps, ok, ok, ok)
+	for range 4 {
+		steps = append(steps, fail)
+	}
+	fake := &llmtest.Fake{Steps: steps}
+	c := wrap(t, Config{SharedBreaker: b}, fake)
+	for range len(steps) {
+		_, _ = c.Generate(context.Background(), llm.Prompt("x"))
+	}
+	if b.State() != llm.BreakerClosed {
+		t.Fatalf("4 failures, a success, 4 failures: state %v, want closed", b.State())
+	}
+	fake.Default = fail
+	_, _ = c.Generate(context.Background(), llm.Prompt("x"))
+	if b.State() != llm.BreakerOpen {
+		t.Fatalf("the fifth consecutive failure: state %v, want open", b.State())
+	}
+}
+
+// Concurrent successes and failures: under -race, and once every caller
+// has failed, the breaker has seen the failures.
+func TestBreakerConcurrentCallers(t *testing.T) {
+	b := breaker(t, BreakerConfig{FailureThreshold: 5})
+	var mu sync.Mutex
+	failing := false
+	fake := &llmtest.Fake{Func: func(int, *llm.Request) llmtest.Step {
+		mu.Lock()
+		defer mu.Unlock()
+		if failing {
+			return llmtest.Step{Err: llmtest.Error(llm.KindUnavailable)}
+		}
+		return llmtest.Step{}
+	}}
+	c := wrap(t, Config{SharedBreaker: b}, fake)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 200 {
+				_, _ = c.Generate(context.Background(), llm.Prompt("x"))
+			}
+		})
+	}
+	wg.Wait()
+	if b.State() != llm.BreakerClosed {
+		t.Fatalf("after only successes: %v", b.State())
+	}
+	mu.Lock()
+	failing = true
+	mu.Unlock()
+	for range 5 {
+		_, _ = c.Generate(context.Background(), llm.Prompt("x"))
+	}
+	if b.State() != llm.BreakerOpen {
+		t.Fatalf("after 5 consecutive failures: %v, want open", b.State())
+	}
+	before := fake.Calls()
+	_, err := c.Generate(context.Background(), llm.Prompt("x"))
+	if llm.KindOf(err) != llm.KindCircuitOpen || fake.Calls() != before {
+		t.Fatalf("open breaker: %v, upstream calls %d→%d", err, before, fake.Calls())
+	}
+}
+
+// A probe whose caller cancels it while it is in flight frees its slot at
+// once: another caller takes it while the other probe still runs, never more
+// probes than Probes run at a time, and the breaker closes on the probes
+// that did answer. The cancellation is no state change.
+func TestCanceledProbeFreesItsSlot(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		b := breaker(t, BreakerConfig{FailureThreshold: 1, Delay: time.Minute, Probes: 2, Observer: rec})
+		fake := &llmtest.Fake{Steps: []llmtest.Step{{Err: llmtest.Error(llm.KindUnavailable)}},
+			Default: llmtest.Step{Latency: 10 * time.Second}}
+		c := wrap(t, Config{SharedBreaker: b}, fake)
+		c.Generate(context.Background(), llm.Prompt("x"))
+		time.Sleep(time.Minute)
+
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		errs := make([]error, 3)
+		wg.Go(func() { _, errs[0] = c.Generate(ctx, llm.Prompt("canceled probe")) })
+		wg.Go(func() { _, errs[1] = c.Generate(context.Background(), llm.Prompt("probe")) })
+		synctest.Wait()
+		if _, err := c.Generate(context.Background(), llm.Prompt("x")); llm.KindOf(err) != llm.KindCircuitOpen {
+			t.Errorf("a third call while 2 probes run: %v, want circuit_open", err)
+		}
+		time.Sleep(time.Second)
+		cancel()
+		synctest.Wait()
+		if llm.KindOf(errs[0]) != llm.KindCanceled {
+			t.Errorf("canceled probe: %v", errs[0])
+		}
+		wg.Go(func() { _, errs[2] = c.Generate(context.Background(), llm.Prompt("takes the freed slot")) })
+		synctest.Wait()
+		if fake.InFlight() != 2 {
+			t.Errorf("%d probes in flight after the cancel, want 2: the slot was not freed", fake.InFlight())
+		}
+		if _, err := c.Generate(context.Background(), llm.Prompt("x")); llm.KindOf(err) != llm.KindCircuitOpen {
+			t.Errorf("a call beyond the 2 slots: %v, want circuit_open", err)
+		}
+		wg.Wait()
+		if errs[1] != nil || errs[2] != nil || b.State() != llm.BreakerClosed {
+			t.Fatalf("probes %v, %v; state %v: want both answered and the breaker closed", errs[1], errs[2], b.State())
+		}
+		var states []llm.BreakerState
+		for _, ev := range rec.of(llm.EventBreakerState) {
+			states = append(states, ev.State)
+		}
+		if want := []llm.BreakerState{llm.BreakerOpen, llm.BreakerHalfOpen, llm.BreakerClosed}; !slices.Equal(states, want) {
+			t.Fatalf("state changes %v, want %v", states, want)
+		}
+	})
+}
+
+// A slot freed in one half-open period is not carried into the next: the
+// new half-open state admits exactly Probes calls.
+func TestFreedProbeSlotEndsWithItsState(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := breaker(t, BreakerConfig{FailureThreshold: 1, Delay: time.Minute, Probes: 2})
+		open := func() {
+			p, _ := b.Acquire(context.Background())
+			p.Done(context.Background(), llmtest.Error(llm.KindUnavailable))
+		}
+		open()
+		time.Sleep(time.Minute)
+		canceled, _ := b.Acquire(context.Background())
+		failing, ok := b.Acquire(context.Background())
+		if !ok {
+			t.Fatal("the second probe was refused")
+		}
+		canceled.Release()
+		failing.Done(context.Background(), llmtest.Error(llm.KindUnavailable))
+		if b.State() != llm.BreakerOpen {
+			t.Fatalf("state %v after a failed probe, want open", b.State())
+		}
+		time.Sleep(time.Minute)
+		admitted := 0
+		for range 3 {
+			if _, ok := b.Acquire(context.Background()); ok {
+				admitted++
+			}
+		}
+		if admitted != 2 {
+			t.Fatalf("%d probes admitted in the new half-open state, want 2", admitted)
+		}
+	})
+}
+
+// The breaker New builds from DefaultConfig reports its changes to
+// Config.Observer, once each, with the context of the call that caused
+// them.
+func TestDefaultBreakerReportsToConfigObserver(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Retry = &RetryConfig{MaxAttempts: 1}
+	cfg.Fallback = nil
+	own := &recorder{}
+	cfg.Observer = own
+	c := wrap(t, cfg, &llmtest.Fake{Default: llmtest.Step{Err: llmtest.Error(llm.KindUnavailable)}})
+	for range 4 {
+		c.Generate(context.Background(), llm.Prompt("x"))
+	}
+	if len(own.of(llm.EventBreakerState)) != 0 {
+		t.Fatalf("a change after 4 failures: %+v", own.of(llm.EventBreakerState))
+	}
+	ctx, onCall := observed()
+	c.Generate(ctx, llm.Prompt("x"))
+	for _, r := range []*recorder{own, onCall} {
+		if ev := r.of(llm.EventBreakerState); len(ev) != 1 || ev[0].State != llm.BreakerOpen || ev[0].Source != "default" {
+			t.Fatalf("breaker events %+v, want one open from %q", ev, "default")
+		}
+	}
+}
+
+// A breaker shared by two middlewares reports each change once to the
+// observer it was built with, whichever middleware's call caused it, and to
+// the observers on that call's context; the middlewares' own Config.Observer
+// hear the rest of their events, not the shared breaker's.
+func TestSharedBreakerReportsToItsBuilder(t *testing.T) {
+	builder, onA, onB := &recorder{}, &recorder{}, &recorder{}
+	br := breaker(t, BreakerConfig{Name: "shared", FailureThreshold: 2, Delay: time.Hour, Observer: builder})
+	failing := &llmtest.Fake{Default: llmtest.Step{Err: llmtest.Error(llm.KindUnavailable)}}
+	a := wrap(t, Config{SharedBreaker: br, Observer: onA}, failing)
+	b := wrap(t, Config{SharedBreaker: br, Observer: onB}, failing)
+	a.Generate(context.Background(), llm.Prompt("q"))
+	ctx, onCall := observed()
+	b.Generate(ctx, llm.Prompt("q")) // the second failure opens it
+	if ev := builder.of(llm.EventBreakerState); len(ev) != 1 || ev[0].State != llm.BreakerOpen || ev[0].Source != "shared" {
+		t.Fatalf("the builder's observer heard %+v, want one open", ev)
+	}
+	if ev := onCall.of(llm.EventBreakerState); len(ev) != 1 {
+		t.Fatalf("the causing call's context heard %+v, want one change", ev)
+	}
+	if len(onA.of(llm.EventBreakerState))+len(onB.of(llm.EventBreakerState)) != 0 || len(onB.of(llm.EventAttempt)) != 1 {
+		t.Fatalf("middleware observers: a %+v, b %+v", onA.kinds(), onB.kinds())
+	}
 }

@@ -37,11 +37,9 @@ func TestConformance(t *testing.T) {
 		}, nil},
 		{"Fallback", func() (llm.Middleware, error) { return Fallback(&FallbackConfig{NoStatic: true}) }, nil},
 		{"FallbackStatic", func() (llm.Middleware, error) { return Fallback(nil) }, []llmtest.Option{nonRetryable}},
-		// Fallback clients are other clients: resilience refuses
-		// subscriptions rather than promise their events.
 		{"FallbackClients", func() (llm.Middleware, error) {
 			return Fallback(&FallbackConfig{NoStatic: true, Clients: []llm.Client{&llmtest.Fake{Default: llmtest.Step{Text: "from the fallback client"}}}})
-		}, []llmtest.Option{llmtest.RefusesSubscribe(), nonRetryable}},
+		}, []llmtest.Option{nonRetryable}},
 		{"RateLimit", func() (llm.Middleware, error) {
 			return RateLimit(RateLimitConfig{Requests: 100000, Bursty: true, TokensPerMinute: 100000000, PerTenant: true})
 		}, nil},
@@ -52,9 +50,20 @@ func TestConformance(t *testing.T) {
 			return AdaptiveLimit(AdaptiveLimitConfig{MinLimit: 64, MaxLimit: 256, InitialLimit: 64, MaxWait: time.Minute})
 		}, nil},
 		{"Hedge", func() (llm.Middleware, error) {
-			return Hedge(HedgeConfig{Delay: 50 * time.Millisecond}, &BudgetConfig{})
+			return Hedge(HedgeConfig{Delay: 50 * time.Millisecond})
 		}, nil},
 		{"Default", func() (llm.Middleware, error) { return New(DefaultConfig()) }, []llmtest.Option{nonRetryable}},
+		// The default set retries: a retryable failure followed by an
+		// answer returns the answer. Its static fallback answers the
+		// retryable kinds, so only the others come back as errors.
+		{"DefaultRetrying", func() (llm.Middleware, error) { return New(quickDefault()) }, []llmtest.Option{llmtest.Retrying(), nonRetryable}},
+		// Without the static messages every kind comes back unchanged
+		// (RetryAfter included) once the retries are spent.
+		{"DefaultRetryingNoStatic", func() (llm.Middleware, error) {
+			cfg := quickDefault()
+			cfg.Fallback.NoStatic = true
+			return New(cfg)
+		}, []llmtest.Option{llmtest.Retrying()}},
 		{"EverythingPassThrough", func() (llm.Middleware, error) {
 			cfg := fullConfig()
 			cfg.Retry = &RetryConfig{MaxAttempts: 1}
@@ -72,6 +81,14 @@ func fullConfig() Config {
 	cfg := DefaultConfig()
 	cfg.RateLimit = &RateLimitConfig{Requests: 1 << 30, Bursty: true}
 	cfg.Bulkhead = &BulkheadConfig{MaxConcurrent: 1024, MaxWait: time.Minute}
-	cfg.Budget = &BudgetConfig{}
+	cfg.AdaptiveLimit = &AdaptiveLimitConfig{MinLimit: 1024, MaxLimit: 4096, InitialLimit: 1024, MaxWait: time.Minute}
+	return cfg
+}
+
+// quickDefault is DefaultConfig with millisecond backoffs, so that the
+// conformance suite's retries stay quick.
+func quickDefault() Config {
+	cfg := DefaultConfig()
+	cfg.Retry = &RetryConfig{BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond}
 	return cfg
 }

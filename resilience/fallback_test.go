@@ -84,9 +84,9 @@ func TestFallbackNeverOnBadRequestOrCancel(t *testing.T) {
 
 func TestBreakerOpenFallsBack(t *testing.T) {
 	b := breaker(t, BreakerConfig{FailureThreshold: 1})
-	b.cb.Open()
+	force(b, true)
 	fake := &llmtest.Fake{}
-	c := wrap(t, Config{Fallback: &FallbackConfig{}, Breaker: b}, fake)
+	c := wrap(t, Config{Fallback: &FallbackConfig{}, SharedBreaker: b}, fake)
 	resp, err := c.Generate(context.Background(), llm.Prompt("x"))
 	if err != nil || resp.DegradedReason != llm.KindCircuitOpen || fake.Calls() != 0 {
 		t.Fatalf("resp %+v err %v calls %d", resp, err, fake.Calls())

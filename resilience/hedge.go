@@ -1,6 +1,7 @@
 package resilience
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"slices"
@@ -12,58 +13,69 @@ import (
 	"github.com/llmkit/llmkit/llm"
 )
 
-// hedger holds the hedge settings and, for a quantile delay, a window of
-// recent successful attempt latencies.
-type hedger struct {
-	delay    time.Duration
-	quantile float64
-	max      int
+// HedgeConfig starts extra attempts when the first one is slow. The first
+// attempt to succeed wins (for a stream, the first to produce a chunk) and
+// the others are canceled.
+type HedgeConfig struct {
+	Delay time.Duration // the wait before each hedge; required unless Quantile is set
+	// Quantile, when in (0, 1), replaces Delay with that quantile of the
+	// latencies of the last 128 successful attempts, once 20 are seen.
+	Quantile  float64
+	MaxHedges int          // the extra attempts at most; default 1
+	Observer  llm.Observer // hears each attempt (EventAttempt) and hedge (EventHedge)
+}
 
+// Hedge returns hedging alone. It is not failsafe-go's hedge policy, which
+// takes the first result: a stream goes to the first attempt to produce a
+// chunk, and the others are canceled before any of theirs reaches the
+// caller. failsafe-go's quantile estimator is internal; this window is ours.
+func Hedge(cfg HedgeConfig) (llm.Middleware, error) { return newHedge(cfg, cfg.Observer) }
+
+// hedger holds the settings and a window of recent successful latencies.
+type hedger struct {
+	HedgeConfig
 	mu   sync.Mutex
 	ring [128]time.Duration
 	n    int
 	q    atomic.Int64 // the current quantile delay, 0 until known
 }
 
-const hedgeSamples = 20 // successes needed before the quantile is used
-
 func newHedger(c HedgeConfig) (*hedger, error) {
-	if c.MaxHedges == 0 {
-		c.MaxHedges = 1
+	setDefault(&c.MaxHedges, 1)
+	if c.Delay < 0 || c.MaxHedges < 0 || c.MaxHedges > 10 || c.Quantile < 0 || c.Quantile >= 1 || c.Delay == 0 && c.Quantile == 0 {
+		return nil, errf("Hedge needs a Delay > 0 or a Quantile in (0, 1), and MaxHedges in [1, 10]")
 	}
-	switch {
-	case c.Delay < 0 || c.MaxHedges < 0 || c.MaxHedges > 10:
-		return nil, errf("Hedge.Delay must be ≥ 0 and MaxHedges in [1, 10]")
-	case c.Quantile < 0 || c.Quantile >= 1:
-		return nil, errf("Hedge.Quantile out of [0, 1)")
-	case c.Delay == 0 && c.Quantile == 0:
-		return nil, errf("Hedge needs a Delay or a Quantile")
-	}
-	return &hedger{delay: c.Delay, quantile: c.Quantile, max: c.MaxHedges}, nil
+	return &hedger{HedgeConfig: c}, nil
 }
 
-func (h *hedger) currentDelay() time.Duration {
-	if q := h.q.Load(); q > 0 {
-		return time.Duration(q)
+func newHedge(c HedgeConfig, obs llm.Observer) (llm.Middleware, error) {
+	c.Observer = obs
+	h, err := newHedger(c)
+	if err != nil {
+		return nil, err
 	}
-	return h.delay
+	return func(next llm.Client) llm.Client {
+		return policyFunc(func(ctx context.Context, req *llm.Request) (*llm.Response, error) {
+			return h.run(ctx, req, next)
+		})
+	}, nil
 }
 
+func (h *hedger) currentDelay() time.Duration { return cmp.Or(time.Duration(h.q.Load()), h.Delay) }
+
+// observe records a successful attempt's latency; every 16, from the 20th
+// on, the quantile is recomputed from the window.
 func (h *hedger) observe(d time.Duration) {
-	if h.quantile == 0 {
+	if h.Quantile == 0 {
 		return
 	}
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	h.ring[h.n%len(h.ring)] = d
-	h.n++
-	if h.n < hedgeSamples || h.n%16 != 0 {
-		h.mu.Unlock()
-		return
+	if h.n++; h.n >= 20 && h.n%16 == 0 {
+		s := slices.Sorted(slices.Values(h.ring[:min(h.n, len(h.ring))]))
+		h.q.Store(int64(s[int(h.Quantile*float64(len(s)-1))]))
 	}
-	s := slices.Clone(h.ring[:min(h.n, len(h.ring))])
-	h.mu.Unlock()
-	slices.Sort(s)
-	h.q.Store(int64(s[int(h.quantile*float64(len(s)-1))]))
 }
 
 var errHedgeLost = errors.New("resilience: another hedged attempt is streaming")
@@ -72,69 +84,61 @@ type hedgeResult struct {
 	resp     *llm.Response
 	err      error
 	idx      int
-	dur      time.Duration
 	panicked any
 }
 
-type hedgeChunk struct {
-	idx int
-	ch  llm.Chunk
-}
-
-// hedged runs one attempt with up to MaxHedges extra attempts started
-// Delay apart. The first success wins; for a stream, the first attempt to
-// produce a chunk wins and the others are canceled before it reaches the
-// caller, so no token is delivered twice. Every goroutine is waited for.
-func (st *call) hedged(actx context.Context) (*llm.Response, error) {
-	h := st.c.hedge
-	ctx, orig, next, tr, bud := st.ctx, st.orig, st.c.next, st.tr, st.c.budget
-	obs := &st.c.obs // not st: the goroutines must not capture it, or every call's st escapes
-	results := make(chan hedgeResult, h.max+1)
-	cancels := make([]context.CancelFunc, 0, h.max+1)
-	replies := make([]chan error, h.max+1)
-	var chunks chan hedgeChunk
+// run makes one attempt, and up to MaxHedges more, Delay apart, while none
+// has won: the first success, or for a stream the first attempt to produce
+// a chunk, relayed to the caller's goroutine. Every goroutine is waited
+// for; a panic in one is raised again on the caller's goroutine.
+func (h *hedger) run(ctx context.Context, req *llm.Request, next llm.Client) (*llm.Response, error) {
+	ctx, t := withTally(ctx)
+	t.hedged.Store(true)
+	results := make(chan hedgeResult, h.MaxHedges+1)
+	cancels := make([]context.CancelFunc, 0, h.MaxHedges+1)
+	var chunks chan llm.Chunk // a stream's, from its winner, answered on reply
+	var reply chan error
+	if req.Stream != nil {
+		chunks, reply = make(chan llm.Chunk), make(chan error, 1)
+	}
 	var winner atomic.Int32
 	winner.Store(-1)
-	if tr != nil {
-		chunks = make(chan hedgeChunk)
-	}
-	launch := func(idx, num int) {
-		cctx, cancel := context.WithCancel(actx)
+	launch := func(idx int) {
+		num := int(t.n.Add(1))
+		if idx > 0 {
+			llm.EmitTo(ctx, h.Observer, llm.Event{Kind: llm.EventHedge, Request: req, Attempt: num})
+		}
+		actx, cancel := context.WithCancel(ctx)
 		cancels = append(cancels, cancel)
-		req := orig
-		if tr != nil {
-			reply := make(chan error, 1)
-			replies[idx] = reply
-			req = orig.Clone()
-			req.Stream = func(ch llm.Chunk) error {
+		areq := req
+		if chunks != nil {
+			areq = req.Clone()
+			areq.Stream = func(ch llm.Chunk) error {
 				if !winner.CompareAndSwap(-1, int32(idx)) && winner.Load() != int32(idx) {
 					return errHedgeLost
 				}
 				select {
-				case chunks <- hedgeChunk{idx, ch}:
-				case <-cctx.Done():
-					return cctx.Err()
-				}
-				select {
-				case err := <-reply:
-					return err
-				case <-cctx.Done():
-					return cctx.Err()
+				case chunks <- ch:
+					return <-reply
+				case <-actx.Done():
+					return actx.Err()
 				}
 			}
 		}
 		go func() {
-			r := hedgeResult{idx: idx}
-			t0 := clock.Mono()
+			r, t0 := hedgeResult{idx: idx}, clock.Mono()
 			defer func() {
 				if p := recover(); p != nil {
 					r.panicked, r.err = p, errPanic
 				}
 				results <- r
 			}()
-			r.resp, r.err = next.Generate(cctx, req)
-			r.dur = clock.Mono() - t0
-			obs.Emit(ctx, llm.Event{Kind: llm.EventAttempt, Request: orig, Attempt: num, Duration: r.dur, Err: r.err})
+			r.resp, r.err = next.Generate(actx, areq)
+			dur := clock.Mono() - t0
+			if r.err == nil {
+				h.observe(dur)
+			}
+			llm.EmitTo(ctx, h.Observer, llm.Event{Kind: llm.EventAttempt, Request: req, Attempt: num, Duration: dur, Err: r.err})
 		}()
 	}
 	cancelAll := func(keep int) {
@@ -144,75 +148,47 @@ func (st *call) hedged(actx context.Context) (*llm.Response, error) {
 			}
 		}
 	}
-
-	st.attempts++
-	launch(0, st.attempts)
+	launch(0)
 	outstanding, hedges := 1, 0
 	timer := time.NewTimer(h.currentDelay())
 	defer timer.Stop()
-	var (
-		won       *hedgeResult
-		lastErr   error
-		pan       any
-		decided   bool
-		streaming bool
-		hedgeHeld [11]bool
-	)
+	var won *llm.Response
+	var lastErr error
+	var pan any
+	decided, streaming := false, false
 	for outstanding > 0 {
 		select {
-		case c := <-chunks:
+		case ch := <-chunks:
 			if !streaming {
 				streaming = true
-				cancelAll(c.idx)
+				cancelAll(int(winner.Load()))
 			}
-			replies[c.idx] <- tr.onChunk(c.ch)
+			reply <- req.Stream(ch)
 		case r := <-results:
 			outstanding--
-			if hedgeHeld[r.idx] {
-				hedgeHeld[r.idx] = false
-				bud.ReleasePermit()
-			}
 			switch {
 			case r.panicked != nil:
-				if pan == nil {
-					pan = r.panicked
-				}
-				decided = true
+				pan, decided = cmp.Or(pan, r.panicked), true // the first panic
 				cancelAll(-1)
 			case decided:
 			case r.err == nil:
-				won, decided = &r, true
-				h.observe(r.dur)
+				won, decided = r.resp, true
 				cancelAll(r.idx)
 			case streaming && int(winner.Load()) == r.idx:
 				lastErr, decided = r.err, true
 			case streaming, errors.Is(r.err, errHedgeLost):
 				// a loser, canceled when the winner's first chunk arrived
 			default:
-				lastErr = r.err
-				if !llm.Retryable(r.err) {
-					decided = true
+				lastErr, decided = r.err, !llm.Retryable(r.err)
+				if decided {
 					cancelAll(-1)
 				}
 			}
 		case <-timer.C:
-			if decided || streaming || hedges >= h.max || actx.Err() != nil {
-				continue
-			}
-			idx := hedges + 1
-			if bud != nil {
-				if !bud.TryAcquirePermit() {
-					reject(ctx, obs, "budget", lastErr)
-					continue
-				}
-				hedgeHeld[idx] = true
-			}
-			hedges++
-			st.attempts++
-			obs.Emit(ctx, llm.Event{Kind: llm.EventHedge, Request: orig, Attempt: st.attempts})
-			launch(idx, st.attempts)
-			outstanding++
-			if hedges < h.max {
+			if !decided && !streaming && hedges < h.MaxHedges && ctx.Err() == nil {
+				hedges++
+				launch(hedges)
+				outstanding++
 				timer.Reset(h.currentDelay())
 			}
 		}
@@ -222,7 +198,7 @@ func (st *call) hedged(actx context.Context) (*llm.Response, error) {
 		panic(pan)
 	}
 	if won != nil {
-		return won.resp, nil
+		return t.stamp(won), nil
 	}
 	return nil, lastErr
 }

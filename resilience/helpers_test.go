@@ -2,6 +2,8 @@ package resilience
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
@@ -59,4 +61,27 @@ func breaker(t testing.TB, cfg BreakerConfig) *Breaker {
 	return b
 }
 
+// force opens or closes b as a call would, under its lock.
+func force(b *Breaker, open bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if open {
+		b.cb.Open()
+	} else {
+		b.cb.Close()
+	}
+}
+
 func exactRetry(n int) *RetryConfig { return &RetryConfig{MaxAttempts: n, NoJitter: true} }
+
+// kinds returns the multiset of event kinds r saw, sorted.
+func (r *recorder) kinds() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.events))
+	for _, e := range r.events {
+		out = append(out, fmt.Sprintf("%s/%s/%s", e.Kind, e.Reason, e.Source))
+	}
+	slices.Sort(out)
+	return out
+}

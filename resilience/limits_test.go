@@ -2,7 +2,6 @@ package resilience
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -55,7 +54,7 @@ func TestBulkheadRejects(t *testing.T) {
 func TestPanicFreesSlots(t *testing.T) {
 	b := breaker(t, BreakerConfig{FailureThreshold: 1})
 	fake := &llmtest.Fake{Steps: []llmtest.Step{{Panic: "boom"}}}
-	c := wrap(t, Config{Breaker: b, Bulkhead: &BulkheadConfig{MaxConcurrent: 1},
+	c := wrap(t, Config{SharedBreaker: b, Bulkhead: &BulkheadConfig{MaxConcurrent: 1},
 		AdaptiveLimit: &AdaptiveLimitConfig{MinLimit: 1, MaxLimit: 1, InitialLimit: 1}}, fake)
 	func() {
 		defer func() {
@@ -69,7 +68,7 @@ func TestPanicFreesSlots(t *testing.T) {
 	if b.State() != llm.BreakerOpen {
 		t.Fatalf("breaker %v: the panic was not counted as a failure", b.State())
 	}
-	b.cb.Close()
+	force(b, false)
 	if _, err := c.Generate(context.Background(), llm.Prompt("x")); err != nil {
 		t.Fatalf("after a panic: %v, want the bulkhead and limiter slots freed", err)
 	}
@@ -156,30 +155,6 @@ func TestTokenLimitReconciles(t *testing.T) {
 	})
 }
 
-func TestBudgetRefusesRetries(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		fake := &llmtest.Fake{Default: llmtest.Step{Latency: time.Second, Err: llmtest.Error(llm.KindUnavailable)}}
-		c := wrap(t, Config{Retry: exactRetry(3), Budget: &BudgetConfig{MaxRate: 0.1, MinConcurrency: 1}}, fake)
-		ctx, rec := observed()
-		var wg sync.WaitGroup
-		for range 10 {
-			wg.Go(func() { c.Generate(ctx, llm.Prompt("x")) })
-		}
-		wg.Wait()
-		if len(rec.of(llm.EventRejected)) == 0 {
-			t.Fatal("the budget refused nothing")
-		}
-		for _, ev := range rec.of(llm.EventRejected) {
-			if ev.Reason != "budget" {
-				t.Fatalf("reason %q", ev.Reason)
-			}
-		}
-		if fake.Calls() >= 30 {
-			t.Fatalf("calls %d: every retry ran", fake.Calls())
-		}
-	})
-}
-
 func TestConfigValidation(t *testing.T) {
 	bad := []Config{
 		{Retry: &RetryConfig{MaxAttempts: -1}},
@@ -189,6 +164,10 @@ func TestConfigValidation(t *testing.T) {
 		{Bulkhead: &BulkheadConfig{}},
 		{Hedge: &HedgeConfig{}},
 		{Fallback: &FallbackConfig{Clients: []llm.Client{nil}}},
+		{Breaker: &BreakerConfig{FailureRate: 2}},
+		{Breaker: &BreakerConfig{}, SharedBreaker: breaker(t, BreakerConfig{})},
+		{AdaptiveLimit: &AdaptiveLimitConfig{MinLimit: 10, MaxLimit: 5}},
+		{Retry: &RetryConfig{BaseDelay: time.Second, MaxDelay: time.Millisecond}},
 	}
 	for i, cfg := range bad {
 		if _, err := New(cfg); err == nil {
@@ -201,5 +180,35 @@ func TestConfigValidation(t *testing.T) {
 	if _, err := New(DefaultConfig()); err != nil {
 		t.Fatal(err)
 	}
-	_ = errors.New
+	if _, err := Timeout(TimeoutConfig{}); err == nil {
+		t.Error("Timeout without a bound: no error")
+	}
+}
+
+// Each tenant has its own limiter, up to MaxTenants; the tenants beyond
+// share one.
+func TestRateLimitPerTenant(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := wrap(t, Config{RateLimit: &RateLimitConfig{Requests: 1, Period: time.Hour, Bursty: true, PerTenant: true, MaxTenants: 2}}, &llmtest.Fake{})
+		call := func(tenant string) error {
+			req := llm.Prompt("x")
+			req.Tenant = tenant
+			_, err := c.Generate(context.Background(), req)
+			return err
+		}
+		for _, tenant := range []string{"a", "b"} {
+			if err := call(tenant); err != nil {
+				t.Fatalf("tenant %s's first call: %v", tenant, err)
+			}
+			if err := call(tenant); llm.KindOf(err) != llm.KindRateLimited {
+				t.Fatalf("tenant %s's second call: %v, want rate_limited", tenant, err)
+			}
+		}
+		if err := call("c"); err != nil {
+			t.Fatalf("the first tenant beyond MaxTenants: %v, want the shared limiter's permit", err)
+		}
+		if err := call("d"); llm.KindOf(err) != llm.KindRateLimited {
+			t.Fatalf("a second tenant beyond MaxTenants: %v, want the shared limiter spent", err)
+		}
+	})
 }

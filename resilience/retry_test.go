@@ -171,7 +171,7 @@ func TestNonRetryableNotCharged(t *testing.T) {
 		t.Run(kind.String(), func(t *testing.T) {
 			b := breaker(t, BreakerConfig{FailureThreshold: 1})
 			fake := &llmtest.Fake{Default: llmtest.Step{Err: llmtest.Error(kind)}}
-			c := wrap(t, Config{Retry: exactRetry(3), Breaker: b}, fake)
+			c := wrap(t, Config{Retry: exactRetry(3), SharedBreaker: b}, fake)
 			for i := range 3 {
 				_, err := c.Generate(context.Background(), llm.Prompt("hi"))
 				if llm.KindOf(err) != kind {
@@ -197,7 +197,7 @@ func TestTenPercent503(t *testing.T) {
 			}
 			return llmtest.Step{}
 		}}
-		c := wrap(t, Config{Retry: &RetryConfig{}, Breaker: breaker(t, BreakerConfig{FailureRate: 0.5, MinCalls: 20})}, fake)
+		c := wrap(t, Config{Retry: &RetryConfig{}, Breaker: &BreakerConfig{FailureRate: 0.5, MinCalls: 20}}, fake)
 		const n = 10000
 		ok := 0
 		for range n {

@@ -21,7 +21,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/llmkit/llmkit/examples/internal/stack"
+	"github.com/llmkit/llmkit/examples/internal/fromenv"
 )
 
 func main() {
@@ -44,7 +44,7 @@ type options struct {
 	// inside a testing/synctest bubble, where the demo's test runs).
 	slow, captureEvery time.Duration
 	// getenv reads the environment that may name a real endpoint
-	// (stack.ProviderFromEnv): os.Getenv from main; nil (tests) means the
+	// (fromenv.Provider): os.Getenv from main; nil (tests) means the
 	// simulated model whatever the environment says.
 	getenv func(string) string
 }
@@ -55,7 +55,7 @@ func run(ctx context.Context, w io.Writer, o options) error {
 		return fmt.Errorf("-phase and -workers must be positive")
 	}
 	if o.getenv != nil {
-		if provider, providerName, model, ok, err := stack.ProviderFromEnv(o.getenv); err != nil {
+		if provider, providerName, model, ok, err := fromenv.Provider(o.getenv); err != nil {
 			return err
 		} else if ok {
 			return runReal(ctx, w, provider, providerName, model, o)
@@ -76,7 +76,7 @@ func run(ctx context.Context, w io.Writer, o options) error {
 			return err
 		}
 		fmt.Fprintf(w, "phase %-9s %s\n", p.name, p.about)
-		results = append(results, runPhase(ctx, st.built.Client, p.name, phase, workers))
+		results = append(results, runPhase(ctx, st.built, p.name, phase, workers))
 	}
 	fmt.Fprintln(w)
 	printPhases(w, results)

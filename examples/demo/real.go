@@ -31,7 +31,7 @@ func runReal(ctx context.Context, w io.Writer, provider llm.Client, providerName
 		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		began := time.Now()
-		resp, err := st.built.Client.Generate(ctx, req)
+		resp, err := st.built.Generate(ctx, req)
 		if stream {
 			fmt.Fprintln(w)
 		}

@@ -113,7 +113,8 @@ func printObservability(w io.Writer, st *demoStack) error {
 	}
 	st.captures.mu.Unlock()
 	ready, degraded, reasons := st.built.Health.Status()
-	fmt.Fprintf(w, "Health: ready=%v degraded=%v %v; breaker %q is %s\n", ready, degraded, reasons, st.breaker.Name(), st.breaker.State())
+	name, state := st.breaker.last()
+	fmt.Fprintf(w, "Health: ready=%v degraded=%v %v; breaker %q is %s\n", ready, degraded, reasons, name, state)
 	return nil
 }
 

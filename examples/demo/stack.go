@@ -12,17 +12,17 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/llmkit/llmkit/cache"
-	"github.com/llmkit/llmkit/examples/internal/stack"
 	"github.com/llmkit/llmkit/llm"
-	"github.com/llmkit/llmkit/provider/sim"
 	"github.com/llmkit/llmkit/profiling"
+	"github.com/llmkit/llmkit/provider/sim"
 	"github.com/llmkit/llmkit/resilience"
+	"github.com/llmkit/llmkit/stack"
 )
 
 // endpoints are the features of the pretend service that make calls.
 var endpoints = []string{"chat", "summarize", "search"}
 
-// demoStack is the recommended llmkit stack (examples/internal/stack) with
+// demoStack is the recommended llmkit stack (package stack) with
 // in-process sinks for what an operator would scrape or collect.
 type demoStack struct {
 	model     *sim.Model // nil when a real provider answers
@@ -31,7 +31,7 @@ type demoStack struct {
 	spans     *tracetest.SpanRecorder
 	tracer    *sdktrace.TracerProvider
 	logs      *syncBuffer
-	breaker   *resilience.Breaker
+	breaker   breakerWatch
 	store     *cache.Ristretto
 	built     *stack.Stack
 	capturer  *profiling.Capturer
@@ -82,16 +82,6 @@ func newStack(provider llm.Client, providerName, modelName string, o options) (*
 	if st.store, err = cache.NewRistretto(cache.RistrettoConfig{MaxCost: 16 << 20}); err != nil {
 		return nil, err
 	}
-	// A breaker that opens when half the calls of the last two seconds
-	// failed, retries with short backoffs, timeouts, a bulkhead, and a
-	// fallback to a stale cache entry, then to a static message.
-	if st.breaker, err = resilience.NewBreaker(resilience.BreakerConfig{
-		Name: "provider", FailureRate: 0.5, MinCalls: 20, Period: 2 * time.Second,
-		Delay: 500 * time.Millisecond, Probes: 3,
-	}); err != nil {
-		st.close()
-		return nil, err
-	}
 	// Calls slower than o.slow save a runtime/trace flight-recorder
 	// snapshot of the moments before, at most one every o.captureEvery.
 	if o.slow > 0 {
@@ -101,8 +91,11 @@ func newStack(provider llm.Client, providerName, modelName string, o options) (*
 			return nil, err
 		}
 	}
-	st.built, err = stack.New(stack.Config{
-		Provider: provider, ProviderName: providerName,
+	// A breaker that opens when half the calls of the last two seconds
+	// failed, retries with short backoffs, timeouts, a bulkhead, and a
+	// fallback to a stale cache entry, then to a static message.
+	st.built, err = stack.New(provider, stack.Config{
+		ProviderName: providerName, Observer: &st.breaker,
 		Models: []string{modelName}, Endpoints: endpoints,
 		Registry: st.registry, TracerProvider: st.tracer,
 		Logger: slog.New(slog.NewJSONHandler(st.logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
@@ -113,8 +106,10 @@ func newStack(provider llm.Client, providerName, modelName string, o options) (*
 			Timeout:  resilience.TimeoutConfig{Total: 2 * time.Second, Attempt: 500 * time.Millisecond},
 			Bulkhead: &resilience.BulkheadConfig{MaxConcurrent: 64, MaxWait: 200 * time.Millisecond},
 			Retry:    &resilience.RetryConfig{MaxAttempts: 3, BaseDelay: 50 * time.Millisecond, MaxDelay: 400 * time.Millisecond},
-			Breaker:  st.breaker,
-			Budget:   &resilience.BudgetConfig{MaxRate: 0.5},
+			Breaker: &resilience.BreakerConfig{
+				Name: "provider", FailureRate: 0.5, MinCalls: 20, Period: 2 * time.Second,
+				Delay: 500 * time.Millisecond, Probes: 3,
+			},
 		},
 	})
 	if err != nil {
@@ -130,6 +125,30 @@ func (st *demoStack) close() {
 	}
 	st.store.Close()
 	_ = st.tracer.Shutdown(context.Background())
+}
+
+// breakerWatch keeps the last state the stack's breaker reported.
+type breakerWatch struct {
+	mu    sync.Mutex
+	name  string
+	state llm.BreakerState
+}
+
+func (b *breakerWatch) Observe(_ context.Context, ev llm.Event) {
+	if ev.Kind == llm.EventBreakerState {
+		b.mu.Lock()
+		b.name, b.state = ev.Source, ev.State
+		b.mu.Unlock()
+	}
+}
+
+func (b *breakerWatch) last() (string, llm.BreakerState) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.name == "" {
+		return "provider", llm.BreakerClosed
+	}
+	return b.name, b.state
 }
 
 // syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.

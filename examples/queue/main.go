@@ -31,11 +31,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/llmkit/llmkit/cache"
-	"github.com/llmkit/llmkit/examples/internal/stack"
+	cacheredis "github.com/llmkit/llmkit/cache/redis"
 	"github.com/llmkit/llmkit/llm"
 	"github.com/llmkit/llmkit/provider/sim"
 	"github.com/llmkit/llmkit/resilience"
+	"github.com/llmkit/llmkit/stack"
 )
 
 type options struct {
@@ -53,7 +53,7 @@ func main() {
 	flag.DurationVar(&o.BaseDelay, "retry-delay", 100*time.Millisecond, "first retry's wait (doubles per retry)")
 	flag.DurationVar(&o.Deadline, "deadline", time.Minute, "give up if the jobs are not done by then")
 	flag.Parse()
-	rdb := redis.NewClient(&redis.Options{Addr: cache.RedisAddr()})
+	rdb := redis.NewClient(&redis.Options{Addr: cacheredis.Addr()})
 	defer rdb.Close()
 	if err := run(context.Background(), os.Stdout, rdb, o); err != nil {
 		fmt.Fprintln(os.Stderr, "queue:", err)
@@ -66,16 +66,12 @@ func main() {
 // retries jobs itself: a job's runs and the provider's calls then match
 // one for one (TestJobsRetriedNotMultiplied).
 func workerStack(provider llm.Client) (*stack.Stack, error) {
-	breaker, err := resilience.NewBreaker(resilience.BreakerConfig{Name: "queue", FailureRate: 0.9, MinCalls: 50, Period: 10 * time.Second, Delay: time.Second})
-	if err != nil {
-		return nil, err
-	}
-	return stack.New(stack.Config{
-		Provider: provider, ProviderName: "sim", Models: []string{sim.DefaultModel}, Endpoints: []string{"batch"},
+	return stack.New(provider, stack.Config{
+		ProviderName: "sim", Models: []string{sim.DefaultModel}, Endpoints: []string{"batch"},
 		Registry: prometheus.NewRegistry(), Logger: slog.New(slog.DiscardHandler),
 		Resilience: &resilience.Config{
 			Timeout: resilience.TimeoutConfig{Total: 30 * time.Second, Attempt: 10 * time.Second},
-			Breaker: breaker,
+			Breaker: &resilience.BreakerConfig{Name: "queue", FailureRate: 0.9, MinCalls: 50, Period: 10 * time.Second, Delay: time.Second},
 		},
 	})
 }
@@ -85,7 +81,7 @@ func run(ctx context.Context, w io.Writer, rdb redis.UniversalClient, o options)
 		return errors.New("-jobs, -workers, -retry-delay and -deadline must be positive, -fail between 0 and 1")
 	}
 	if err := rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redis at %s: %w", cache.RedisAddr(), err)
+		return fmt.Errorf("redis at %s: %w", cacheredis.Addr(), err)
 	}
 	model, err := sim.New(sim.Config{TTFT: 20 * time.Millisecond, PerToken: time.Millisecond,
 		Errors: map[llm.Kind]float64{llm.KindUnavailable: o.Fail}})

@@ -13,7 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
-	"github.com/llmkit/llmkit/cache"
+	cacheredis "github.com/llmkit/llmkit/cache/redis"
 	"github.com/llmkit/llmkit/internal/redistest"
 	"github.com/llmkit/llmkit/llm"
 	"github.com/llmkit/llmkit/llm/llmtest"
@@ -26,9 +26,9 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // elsewhere.
 func redisClient(t *testing.T) *redis.Client {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: cache.RedisAddr(), DialTimeout: time.Second})
+	rdb := redis.NewClient(&redis.Options{Addr: cacheredis.Addr(), DialTimeout: time.Second})
 	t.Cleanup(func() { rdb.Close() })
-	redistest.Require(t, rdb, cache.RedisAddr())
+	redistest.Require(t, rdb, cacheredis.Addr())
 	return rdb
 }
 

@@ -15,10 +15,12 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/llmkit/llmkit/cache"
-	"github.com/llmkit/llmkit/examples/internal/stack"
+	cacheredis "github.com/llmkit/llmkit/cache/redis"
+	"github.com/llmkit/llmkit/examples/internal/fromenv"
 	"github.com/llmkit/llmkit/llm"
 	"github.com/llmkit/llmkit/provider/sim"
 	"github.com/llmkit/llmkit/resilience"
+	"github.com/llmkit/llmkit/stack"
 )
 
 // maxBody bounds a /generate request body: llm.DefaultLimits' text plus
@@ -31,7 +33,7 @@ var endpoints = []string{"chat", "summarize", "search", "classify"}
 
 type serverConfig struct {
 	// Provider overrides the environment's choice (tests use it); without
-	// it, Getenv's (see stack.ProviderFromEnv), or the simulated model.
+	// it, Getenv's (see fromenv.Provider), or the simulated model.
 	Provider     llm.Client
 	Getenv       func(string) string
 	ProviderName string
@@ -48,7 +50,7 @@ type server struct {
 	stack    *stack.Stack
 	store    *cache.Ristretto
 	redis    *redis.Client
-	l2       *cache.Redis // nil without REDIS_ADDR
+	l2       *cacheredis.Store // nil without REDIS_ADDR
 	provider string
 	model    string
 }
@@ -57,7 +59,7 @@ func newServer(cfg serverConfig) (*server, error) {
 	s := &server{provider: cfg.ProviderName, model: cfg.Model}
 	provider := cfg.Provider
 	if provider == nil && cfg.Getenv != nil {
-		real, name, model, ok, err := stack.ProviderFromEnv(cfg.Getenv)
+		real, name, model, ok, err := fromenv.Provider(cfg.Getenv)
 		if err != nil {
 			return nil, err
 		}
@@ -78,7 +80,7 @@ func newServer(cfg serverConfig) (*server, error) {
 		// slow or down never fails a call (the store has its own breaker).
 		s.redis = redis.NewClient(&redis.Options{Addr: cfg.RedisAddr, MaxRetries: 1,
 			DialTimeout: 200 * time.Millisecond, ContextTimeoutEnabled: true})
-		if s.l2, err = cache.NewRedis(s.redis, cache.RedisConfig{AsyncWrites: 256}); err != nil {
+		if s.l2, err = cacheredis.New(s.redis, cacheredis.Config{AsyncWrites: 256}); err != nil {
 			s.Close()
 			return nil, err
 		}
@@ -90,9 +92,9 @@ func newServer(cfg serverConfig) (*server, error) {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if s.stack, err = stack.New(stack.Config{
-		Provider: provider, ProviderName: s.provider,
-		Models: []string{s.model}, Endpoints: endpoints,
+	if s.stack, err = stack.New(provider, stack.Config{
+		ProviderName: s.provider,
+		Models:       []string{s.model}, Endpoints: endpoints,
 		Registry: reg, Logger: cfg.Logger, Store: store, Resilience: cfg.Resilience,
 	}); err != nil {
 		s.Close()
@@ -183,7 +185,7 @@ func (s *server) generate(w http.ResponseWriter, r *http.Request) {
 		s.stream(w, r, req)
 		return
 	}
-	resp, err := s.stack.Client.Generate(r.Context(), req)
+	resp, err := s.stack.Generate(r.Context(), req)
 	if err != nil {
 		writeError(w, statusFor(err), err)
 		return
@@ -212,7 +214,7 @@ func (s *server) stream(w http.ResponseWriter, r *http.Request, req *llm.Request
 		}
 		return nil
 	}
-	resp, err := s.stack.Client.Generate(r.Context(), req)
+	resp, err := s.stack.Generate(r.Context(), req)
 	switch {
 	case err != nil && !started:
 		writeError(w, statusFor(err), err)

@@ -16,7 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
-	"github.com/llmkit/llmkit/cache"
+	cacheredis "github.com/llmkit/llmkit/cache/redis"
 	"github.com/llmkit/llmkit/internal/redistest"
 	"github.com/llmkit/llmkit/llm"
 	"github.com/llmkit/llmkit/provider/sim"
@@ -223,7 +223,7 @@ func TestRunRejectsBadEnv(t *testing.T) {
 // With REDIS_ADDR the cache is shared: a second service instance (another
 // replica) answers from the first one's entry.
 func TestReplicasShareRedis(t *testing.T) {
-	addr := cache.RedisAddr()
+	addr := cacheredis.Addr()
 	probe := redis.NewClient(&redis.Options{Addr: addr})
 	defer probe.Close()
 	redistest.Require(t, probe, addr)

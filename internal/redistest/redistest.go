@@ -1,5 +1,5 @@
 // Package redistest holds the one rule for tests that need Redis: they run
-// against a real one (cache.RedisAddr: $LLMKIT_REDIS_ADDR, default
+// against a real one (cache/redis.Addr: $LLMKIT_REDIS_ADDR, default
 // 127.0.0.1:6379), and when it cannot be reached they fail when the CI
 // environment variable is set (CI must run every Redis test) and are
 // skipped elsewhere, with a message saying how to point them at a Redis.

@@ -1,4 +1,6 @@
-package stack
+// Package fromenv picks the real endpoint the example programs talk to,
+// from the environment, when one is named.
+package fromenv
 
 import (
 	"github.com/llmkit/llmkit/llm"
@@ -6,12 +8,12 @@ import (
 	"github.com/llmkit/llmkit/provider/openai"
 )
 
-// ProviderFromEnv returns the real endpoint the environment (read through
+// Provider returns the real endpoint the environment (read through
 // getenv: os.Getenv in the programs, a map in tests) names, if any:
 // OPENAI_API_KEY and/or OPENAI_BASE_URL (OpenAI or any OpenAI-compatible
 // server) first, then ANTHROPIC_API_KEY. LLMKIT_MODEL picks the model. ok
 // is false when none is set.
-func ProviderFromEnv(getenv func(string) string) (client llm.Client, provider, model string, ok bool, err error) {
+func Provider(getenv func(string) string) (client llm.Client, provider, model string, ok bool, err error) {
 	model = getenv("LLMKIT_MODEL")
 	if getenv("OPENAI_API_KEY") != "" || getenv("OPENAI_BASE_URL") != "" {
 		if model == "" {
