@@ -19,7 +19,8 @@
 //
 // A Key is the XXH3-128 digest of a canonical, versioned, length-prefixed
 // encoding of every output-affecting Request field and the tenant, fed to
-// the hash field by field, plus a 64-bit hash of the tenant that shared
+// the hash as a stream (small fields batched in a stack buffer, never the
+// whole encoding), plus a 64-bit hash of the tenant that shared
 // stores use as a namespace. Stream, Endpoint and the Cache mode are not
 // part of it. Requests are validated before anything is hashed, so an
 // oversized prompt is rejected with a bad_request error and never hashed.

@@ -54,12 +54,11 @@ const (
 // middleware validates before it calls KeyOf. It fails only when an Extra
 // value cannot be encoded as JSON.
 //
-// The encoding is fed to the hash field by field, never built in a buffer,
-// so a key costs the same per byte at any prompt size and allocates
-// nothing for a request without extras.
+// The encoding is fed to the hash as a stream, never built whole in a
+// buffer, so a key costs the same per byte at any prompt size and
+// allocates nothing for a request without extras.
 func KeyOf(req *llm.Request) (Key, error) {
 	var e encoder
-	e.h.Reset()
 	e.tag(KeyVersion)
 	e.tag(tagTenant)
 	e.str(req.Tenant)
@@ -74,13 +73,15 @@ func KeyOf(req *llm.Request) (Key, error) {
 		e.str(req.Messages[i].Content)
 	}
 	e.tag(tagMaxTokens)
-	e.write(binary.AppendVarint(e.buf[:0], int64(req.MaxTokens)))
+	e.varint(int64(req.MaxTokens))
 	e.float(tagTemperature, req.Temperature)
 	e.float(tagTopP, req.TopP)
+	e.tag(tagSeed)
 	if req.Seed == nil {
-		e.write(append(e.buf[:0], tagSeed, 0))
+		e.tag(0)
 	} else {
-		e.write(binary.LittleEndian.AppendUint64(append(e.buf[:0], tagSeed, 1), uint64(*req.Seed)))
+		e.tag(1)
+		e.uint64(uint64(*req.Seed))
 	}
 	e.tag(tagStop)
 	e.uvarint(uint64(len(req.Stop)))
@@ -97,7 +98,7 @@ func KeyOf(req *llm.Request) (Key, error) {
 	e.tag(tagEnd)
 
 	var k Key
-	h := e.h.Sum128()
+	h := e.sum()
 	binary.LittleEndian.PutUint64(k.Digest[:8], h.Lo)
 	binary.LittleEndian.PutUint64(k.Digest[8:], h.Hi)
 	binary.LittleEndian.PutUint64(k.Scope[:], xxh3.HashString(req.Tenant))
@@ -105,36 +106,100 @@ func KeyOf(req *llm.Request) (Key, error) {
 }
 
 // encoder feeds the canonical encoding to a streaming XXH3 hash, which
-// gives the digest one-shot XXH3-128 gives the same bytes.
+// gives the digest one-shot XXH3-128 gives the same bytes. The many small
+// writes (tags, lengths, numbers, short strings) are batched in buf, which
+// lives on the stack with the encoder, so the hasher sees a few large
+// writes; a string that does not fit goes to the hasher directly, so the
+// cost per byte is the same at any prompt size.
 type encoder struct {
-	h   xxh3.Hasher
-	buf [2 + binary.MaxVarintLen64]byte // a tag and a number at most
+	h        xxh3.Hasher // zero value is ready to use
+	streamed bool        // whether anything was written to h
+	buf      [512]byte
+	n        int // bytes of buf in use
 }
 
-func (e *encoder) write(b []byte) { e.h.Write(b) }
+// sum returns the digest. An encoding that fits in buf is hashed in one
+// shot, which is what the hasher would do with it, minus a copy.
+func (e *encoder) sum() xxh3.Uint128 {
+	if !e.streamed {
+		return xxh3.Hash128(e.buf[:e.n])
+	}
+	e.flush()
+	return e.h.Sum128()
+}
 
-func (e *encoder) tag(t byte) { e.write(append(e.buf[:0], t)) }
+// flush hands the batched bytes to the hasher. It is kept out of line so
+// that the fast paths of the small writes below inline.
+//
+//go:noinline
+func (e *encoder) flush() {
+	e.streamed = true
+	e.h.Write(e.buf[:e.n])
+	e.n = 0
+}
 
-func (e *encoder) uvarint(v uint64) { e.write(binary.AppendUvarint(e.buf[:0], v)) }
+// reserve makes room for k bytes in buf (k <= len(buf)).
+func (e *encoder) reserve(k int) {
+	if len(e.buf)-e.n < k {
+		e.flush()
+	}
+}
+
+func (e *encoder) tag(t byte) {
+	e.reserve(1)
+	e.buf[e.n] = t
+	e.n++
+}
+
+func (e *encoder) uvarint(v uint64) {
+	e.reserve(binary.MaxVarintLen64)
+	e.n += binary.PutUvarint(e.buf[e.n:], v)
+}
+
+func (e *encoder) varint(v int64) {
+	e.reserve(binary.MaxVarintLen64)
+	e.n += binary.PutVarint(e.buf[e.n:], v)
+}
+
+func (e *encoder) uint64(v uint64) {
+	e.reserve(8)
+	binary.LittleEndian.PutUint64(e.buf[e.n:], v)
+	e.n += 8
+}
+
+// raw writes s as is: batched when it fits in buf, else straight to the
+// hasher after what is batched.
+func (e *encoder) raw(s string) {
+	if len(s) > len(e.buf)-e.n {
+		e.flush()
+		if len(s) > len(e.buf) {
+			e.h.WriteString(s)
+			return
+		}
+	}
+	e.n += copy(e.buf[e.n:], s)
+}
 
 // str writes s length-prefixed.
 func (e *encoder) str(s string) {
 	e.uvarint(uint64(len(s)))
-	e.h.WriteString(s)
+	e.raw(s)
 }
 
 // float writes an optional float: a presence byte, then its IEEE bits with
 // -0 folded into 0 (they compare equal and mean the same to a provider).
 func (e *encoder) float(tag byte, p *float64) {
+	e.tag(tag)
 	if p == nil {
-		e.write(append(e.buf[:0], tag, 0))
+		e.tag(0)
 		return
 	}
 	v := *p
 	if v == 0 {
 		v = 0
 	}
-	e.write(binary.LittleEndian.AppendUint64(append(e.buf[:0], tag, 1), math.Float64bits(v)))
+	e.tag(1)
+	e.uint64(math.Float64bits(v))
 }
 
 // extra writes the extras in sorted key order, each value as its JSON
@@ -153,7 +218,8 @@ func (e *encoder) extra(extra map[string]any) error {
 		}
 		e.str(k)
 		e.uvarint(uint64(len(v)))
-		e.write(v)
+		e.flush()
+		e.h.Write(v)
 	}
 	return nil
 }
