@@ -78,7 +78,10 @@ func New(cfg Config) (llm.Middleware, error) {
 	if c := cfg.Fallback; c != nil && err == nil {
 		fb, err = newFallback(*c, obs(c.Observer))
 	}
-	add(totalTimeout(cfg.Timeout.Total), nil)
+	// The total timeout is a budget, without a timer, when an attempt
+	// timeout enforces it and nothing but Retry waits between the two.
+	budgeted := cfg.Timeout.Attempt > 0 && cfg.RateLimit == nil && cfg.Bulkhead == nil && cfg.AdaptiveLimit == nil
+	add(totalTimeout(cfg.Timeout.Total, budgeted), nil)
 	if c := cfg.RateLimit; c != nil {
 		add(newRateLimit(*c, obs(c.Observer)))
 	}
@@ -202,12 +205,20 @@ func gone(ctx context.Context) bool {
 }
 
 // final is what the caller sees of err once ctx ended: its own
-// cancellation as such, unless part of an answer already reached it.
+// cancellation as such, unless part of an answer already reached it. A
+// budget that passed (see totalTimeout) ends ctx as the total timeout's
+// timer would have.
 func final(ctx context.Context, err error, delivered bool) error {
-	if k := llm.KindOf(err); ctx.Err() == nil || delivered || k == llm.KindCanceled || k == llm.KindTimeout {
+	if k := llm.KindOf(err); delivered || k == llm.KindCanceled || k == llm.KindTimeout {
 		return err
 	}
-	return llm.FromContext(ctx, provider)
+	if ctx.Err() != nil {
+		return llm.FromContext(ctx, provider)
+	}
+	if overdue(ctx) {
+		return &llm.Error{Kind: llm.KindTimeout, Provider: provider, Err: errTotalTimeout}
+	}
+	return err
 }
 
 // refused reports whether err is a refusal by a policy of ours: the call

@@ -115,7 +115,7 @@ func (r *RetryConfig) decide(ctx context.Context, n int, err error, tr *tracker,
 		}
 	}
 	d := backoff(r, n, err, rand.Float64())
-	if dl, ok := ctx.Deadline(); ok && !time.Now().Add(d).Before(dl) {
+	if dl, ok := deadline(ctx); ok && !time.Now().Add(d).Before(dl) {
 		return 0, false // the wait would outlive the deadline: fail now
 	}
 	return d, true

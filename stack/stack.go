@@ -52,7 +52,8 @@ type Config struct {
 	// provider. Defaults 10 minutes and 1 hour.
 	CacheTTL, CacheGrace time.Duration
 	// Resilience configures the policies; nil means
-	// resilience.DefaultConfig() with a bulkhead of 256 calls. Its Fallback,
+	// resilience.DefaultConfig() (rate limits and bulkheads depend on the
+	// provider's quota and the service's load: size them here). Its Fallback,
 	// when set, also serves the cache's stale entries. Its Observer, if
 	// any, hears the events as well as the stack's own observers.
 	Resilience *resilience.Config
@@ -118,7 +119,6 @@ func New(provider llm.Client, cfg Config) (*Stack, error) {
 	obs := llm.MultiObserver(prom, st.Health, cfg.Observer)
 
 	rc := resilience.DefaultConfig()
-	rc.Bulkhead = &resilience.BulkheadConfig{MaxConcurrent: 256, MaxWait: time.Second}
 	if cfg.Resilience != nil {
 		rc = *cfg.Resilience
 	}
