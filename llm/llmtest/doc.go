@@ -8,9 +8,8 @@
 // real time.
 //
 // Run checks the llm.Client contract (answers, concurrency, cancellation,
-// streams, error kinds) and, for clients that implement llm.Subscriber,
-// that an observer subscribed at construction hears what one on the
-// call's context hears:
+// streams, error kinds); with Retrying, for clients that retry, that the
+// error kinds come back once retries are spent and a retried call answers:
 //
 //	func TestConformance(t *testing.T) {
 //		llmtest.Run(t, func(t *testing.T, upstream llm.Client) llm.Client {
