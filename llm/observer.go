@@ -44,12 +44,31 @@ const (
 	EventFallback
 	// EventHedge: a hedged attempt started. Attempt.
 	EventHedge
+	// EventLimit: a limiter shared across replicas decided on a call.
+	// Source (the limiter's name), Reason: "allowed", "rejected", or, when
+	// its store failed, the degraded mode that decided instead:
+	// "fail_open", "fail_closed" or "local_share". Tokens (reserved for
+	// the call when admitted), Err (the store's error in a degraded mode).
+	EventLimit
+	// EventLimitSettle: a reservation was settled after the call. Source,
+	// Tokens (the tokens the call really used; the rest was refunded).
+	EventLimitSettle
+	// EventRoute: a router's attempt on one deployment finished. Source
+	// (the deployment's name, from the router's configured set), Reason
+	// ("ok" or the error's Kind), Duration, Err.
+	EventRoute
+	// EventCooldown: a deployment's cooldown started, was extended or
+	// ended. Source (the deployment or the cooling key), Delay (how long it
+	// still cools; 0 when it has ended), Reason (the Kind that caused it,
+	// or "shared" when another replica's hint did).
+	EventCooldown
 	numEventKinds
 )
 
 var eventNames = [numEventKinds]string{
 	"", "attempt", "retry", "breaker_state", "rejected", "cache_hit", "cache_miss",
 	"cache_stale", "cache_store", "cache_coalesced", "cache_error", "fallback", "hedge",
+	"limit", "limit_settle", "route", "cooldown",
 }
 
 // String returns a bounded name for the event kind, such as "cache_hit".
@@ -97,6 +116,7 @@ type Event struct {
 	State    BreakerState
 	Reason   string
 	Source   string
+	Tokens   int
 }
 
 // Observer receives events. Observe is called synchronously on the goroutine

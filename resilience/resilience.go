@@ -28,10 +28,14 @@ type Config struct {
 	// Observer hears every policy's events, besides the observers on the
 	// call's context: the observers that only count, such as metrics. A
 	// policy config's own Observer hears that policy's events too.
-	Observer      llm.Observer
-	Fallback      *FallbackConfig
-	Timeout       TimeoutConfig
-	RateLimit     *RateLimitConfig
+	Observer  llm.Observer
+	Fallback  *FallbackConfig
+	Timeout   TimeoutConfig
+	RateLimit *RateLimitConfig
+	// Limit is a limiter shared across replicas, such as
+	// limit.New(...).Middleware(). It runs where RateLimit does, after it
+	// when both are set.
+	Limit         llm.Middleware
 	Bulkhead      *BulkheadConfig
 	AdaptiveLimit *AdaptiveLimitConfig
 	Retry         *RetryConfig // without it, one attempt per call (still reported)
@@ -80,10 +84,13 @@ func New(cfg Config) (llm.Middleware, error) {
 	}
 	// The total timeout is a budget, without a timer, when an attempt
 	// timeout enforces it and nothing but Retry waits between the two.
-	budgeted := cfg.Timeout.Attempt > 0 && cfg.RateLimit == nil && cfg.Bulkhead == nil && cfg.AdaptiveLimit == nil
+	budgeted := cfg.Timeout.Attempt > 0 && cfg.RateLimit == nil && cfg.Limit == nil && cfg.Bulkhead == nil && cfg.AdaptiveLimit == nil
 	add(totalTimeout(cfg.Timeout.Total, budgeted), nil)
 	if c := cfg.RateLimit; c != nil {
 		add(newRateLimit(*c, obs(c.Observer)))
+	}
+	if cfg.Limit != nil {
+		add(cfg.Limit, nil)
 	}
 	if c := cfg.Bulkhead; c != nil {
 		add(newBulkhead(*c, obs(c.Observer)))
