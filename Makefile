@@ -5,9 +5,9 @@ GO          ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Every module of the workspace (go.work): the library, the examples and the
 # benchmarks. `./...` alone stops at a nested module's go.mod.
-PKGS        ?= ./... ./examples/... ./bench/...
+PKGS        ?= ./... ./examples/... ./bench/... ./queue/...
 
-.PHONY: ci lint fmt vet staticcheck deploy-check test test-allocs bench demo
+.PHONY: ci lint fmt vet staticcheck deploy-check test test-allocs bench demo drill
 
 ci: lint deploy-check test
 
@@ -43,3 +43,9 @@ bench:
 
 demo:
 	$(GO) run ./examples/demo
+
+# The operator's drill alone (docs/drill.md): three replicas behind nginx,
+# Prometheus with the deploy rules, the seed's Locust users, an outage.
+# `make test` runs it too; it needs nginx, prometheus, locust and Redis.
+drill:
+	$(GO) test -race -count=1 -run '^TestDrill$$' -v ./examples/drill/
