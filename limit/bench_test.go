@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/llmkit/llmkit/llm"
 )
 
@@ -38,3 +40,39 @@ func BenchmarkDecisionTPM(b *testing.B) { benchLimiter(b, Config{RPM: 1 << 30, T
 // BenchmarkDecisionLeased: RPM with leases of 100: one round trip per 100
 // calls.
 func BenchmarkDecisionLeased(b *testing.B) { benchLimiter(b, Config{RPM: 1 << 30, Lease: 100}) }
+
+// benchParallel runs calls under RPM and TPM from 16 goroutines per CPU, as
+// a busy replica does, on rdb.
+func benchParallel(b *testing.B, rdb goredis.Cmdable, prefix string) {
+	c := newLimiter(b, Config{Redis: rdb, Prefix: prefix, RPM: 1 << 30, TPM: 1 << 40}).Middleware()(answer)
+	b.ReportAllocs()
+	b.SetParallelism(16)
+	b.RunParallel(func(pb *testing.PB) {
+		req := &llm.Request{Messages: []llm.Message{llm.User("hello")}, MaxTokens: 100}
+		for pb.Next() {
+			if _, err := c.Generate(context.Background(), req); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkDecisionParallel: concurrent calls under RPM and TPM, each
+// script its own round trip on go-redis's connection pool.
+func BenchmarkDecisionParallel(b *testing.B) {
+	rdb, prefix := liveRedis(b)
+	benchParallel(b, rdb, prefix)
+}
+
+// BenchmarkDecisionParallelAutoPipeline: the same through go-redis's
+// AutoPipeline, which sends the scripts (reservations and settlements of
+// different calls) waiting at the same time in one round trip.
+func BenchmarkDecisionParallelAutoPipeline(b *testing.B) {
+	rdb, prefix := liveRedis(b)
+	ap, err := rdb.AutoPipeline()
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchParallel(b, ap, prefix)
+}

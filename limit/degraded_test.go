@@ -24,11 +24,11 @@ type scriptedStore struct {
 	mu       sync.Mutex
 	err      error // every call fails with it when set
 	reserves int
-	settled  map[string]int // id → requests settled
-	ids      []string
+	settled  map[int64]int // id → requests settled
+	ids      []int64
 }
 
-func (s *scriptedStore) reserve(_ context.Context, _, id string, reqs, _, _, _ int, _ bool) (decision, error) {
+func (s *scriptedStore) reserve(_ context.Context, _ string, id int64, reqs, _, _, _ int, _ bool) (decision, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.reserves++
@@ -39,14 +39,14 @@ func (s *scriptedStore) reserve(_ context.Context, _, id string, reqs, _, _, _ i
 	return decision{admitted: true, granted: reqs}, nil
 }
 
-func (s *scriptedStore) settle(_ context.Context, _, id string, reqs, _ int) error {
+func (s *scriptedStore) settle(_ context.Context, _ string, id int64, reqs, _ int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.err != nil {
 		return s.err
 	}
 	if s.settled == nil {
-		s.settled = map[string]int{}
+		s.settled = map[int64]int{}
 	}
 	s.settled[id] = reqs
 	return nil

@@ -32,6 +32,8 @@ func runHelper(name string) int {
 		err = coolPublisher()
 	case "cool-follow":
 		err = coolFollower()
+	case "killed":
+		err = killedReplica()
 	default:
 		err = fmt.Errorf("unknown helper %q", name)
 	}
@@ -96,6 +98,92 @@ func wait(t *testing.T, rs []*replica, d time.Duration) {
 	}
 }
 
+// pipedReplica is a helper process whose output the test reads as it
+// comes: ready is closed when it prints "ready", done when its output
+// ends; the other lines are in out once done is closed.
+type pipedReplica struct {
+	cmd         *exec.Cmd
+	ready, done chan struct{}
+	out         bytes.Buffer
+	stderr      bytes.Buffer
+}
+
+// startPiped starts n helpers with env added, each killed by its PID if it
+// still runs when the test ends.
+func startPiped(t *testing.T, helper string, n int, env ...string) []*pipedReplica {
+	t.Helper()
+	rs := make([]*pipedReplica, n)
+	for i := range rs {
+		r := &pipedReplica{cmd: exec.Command(os.Args[0], "-test.run=^$"), ready: make(chan struct{}), done: make(chan struct{})}
+		r.cmd.Env = append(append(os.Environ(), helperEnv+"="+helper, fmt.Sprintf("LIMIT_REPLICA=%d", i)), env...)
+		r.cmd.Stderr = &r.stderr
+		stdout, err := r.cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if r.cmd.ProcessState == nil {
+				r.cmd.Process.Kill()
+				<-r.done
+				r.cmd.Wait()
+			}
+		})
+		go func() {
+			defer close(r.done)
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				if sc.Text() == "ready" {
+					close(r.ready)
+					continue
+				}
+				r.out.Write(sc.Bytes())
+				r.out.WriteByte('\n')
+			}
+		}()
+		rs[i] = r
+	}
+	return rs
+}
+
+// waitPiped waits for every piped replica, at most d (then kills them),
+// and fails the test if one failed.
+func waitPiped(t *testing.T, rs []*pipedReplica, d time.Duration) {
+	t.Helper()
+	timer := time.AfterFunc(d, func() {
+		for _, r := range rs {
+			r.cmd.Process.Kill()
+		}
+	})
+	defer timer.Stop()
+	for i, r := range rs {
+		<-r.done // the output is read before Wait closes the pipe
+		if err := r.cmd.Wait(); err != nil {
+			t.Fatalf("replica %d: %v\n%s", i, err, r.stderr.String())
+		}
+	}
+}
+
+// counts returns the counts a killed replica printed for mode.
+func (r *pipedReplica) counts(t *testing.T, mode Mode) map[string]int {
+	t.Helper()
+	for _, f := range fields(&r.out, "M") {
+		if f[0] != mode.String() {
+			continue
+		}
+		c := map[string]int{}
+		for _, kv := range f[1:] {
+			k, v, _ := strings.Cut(kv, "=")
+			c[k] = atoi(v)
+		}
+		return c
+	}
+	t.Fatalf("no counts for %v in %q", mode, r.out.String())
+	return nil
+}
+
 // fields returns the lines of out starting with tag, split in fields.
 func fields(out *bytes.Buffer, tag string) [][]string {
 	var rows [][]string
@@ -115,12 +203,12 @@ func fields(out *bytes.Buffer, tag string) [][]string {
 type auditStore struct {
 	store
 	mu   sync.Mutex
-	at   map[string]int64
-	reqs map[string]int
-	toks map[string]int
+	at   map[int64]int64
+	reqs map[int64]int
+	toks map[int64]int
 }
 
-func (a *auditStore) reserve(ctx context.Context, key, id string, reqs, toks, rpm, tpm int, partial bool) (decision, error) {
+func (a *auditStore) reserve(ctx context.Context, key string, id int64, reqs, toks, rpm, tpm int, partial bool) (decision, error) {
 	d, err := a.store.reserve(ctx, key, id, reqs, toks, rpm, tpm, partial)
 	if err == nil && d.admitted {
 		a.mu.Lock()
@@ -130,7 +218,7 @@ func (a *auditStore) reserve(ctx context.Context, key, id string, reqs, toks, rp
 	return d, err
 }
 
-func (a *auditStore) settle(ctx context.Context, key, id string, reqs, toks int) error {
+func (a *auditStore) settle(ctx context.Context, key string, id int64, reqs, toks int) error {
 	err := a.store.settle(ctx, key, id, reqs, toks)
 	if err == nil {
 		a.mu.Lock()
@@ -155,7 +243,7 @@ func loadReplica() error {
 	if err != nil {
 		return err
 	}
-	audit := &auditStore{store: l.store, at: map[string]int64{}, reqs: map[string]int{}, toks: map[string]int{}}
+	audit := &auditStore{store: l.store, at: map[int64]int64{}, reqs: map[int64]int{}, toks: map[int64]int{}}
 	l.store = audit
 	var mu sync.Mutex
 	var uses [][2]int64
@@ -212,6 +300,11 @@ func loadReplica() error {
 	}
 	slices.Sort(lat)
 	fmt.Fprintln(w, "degraded", rec.count(llm.EventLimit, FailOpen.String()))
+	for _, ev := range rec.evs {
+		if ev.Reason == FailOpen.String() {
+			fmt.Fprintln(os.Stderr, "Redis failed to decide:", ev.Err)
+		}
+	}
 	if len(lat) > 0 {
 		fmt.Fprintln(w, "lat", int64(lat[len(lat)/2]), int64(lat[len(lat)*99/100]), len(lat), rejected)
 	}

@@ -3,10 +3,14 @@ package limit
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -56,54 +60,167 @@ func ownRedis(t *testing.T) (string, *exec.Cmd) {
 	return addr, cmd
 }
 
-// TestRedisKilledMidway kills the limiters' Redis in the middle of the
-// test: each configured mode takes over, every decision it makes is
-// counted, and no call fails because of Redis except under FailClosed.
+// The settings of TestRedisKilledMidway: each replica has killedReady
+// calls decided by Redis before the kill, then goes on until its mode has
+// decided killedAfter calls, more than the local share (killedRPM / 3) so
+// that LocalShare refuses some.
+const (
+	killedRPM   = 600
+	killedReady = 10
+	killedAfter = 300
+)
+
+// TestRedisKilledMidway runs three replicas (OS processes) whose limiters,
+// one per degraded mode, share a redis-server the test started, and kills
+// that redis-server by its PID while the replicas are calling. In every
+// replica the configured mode takes over and counts each decision it
+// makes; no call fails because of Redis except under FailClosed, and under
+// LocalShare the replicas together admit the limit, each its third.
 func TestRedisKilledMidway(t *testing.T) {
 	addr, srv := ownRedis(t)
-	rdb := newClient(addr)
-	defer rdb.Close()
-	type lim struct {
-		mode Mode
-		c    llm.Client
-		rec  *recorder
-	}
-	var lims []lim
-	for _, mode := range []Mode{FailOpen, FailClosed, LocalShare} {
-		rec := &recorder{}
-		l := newLimiter(t, Config{Redis: rdb, Name: mode.String(), RPM: 1000, TPM: 1 << 20, Replicas: 3,
-			OnRedisError: mode, Observer: rec, BreakerFailures: 3})
-		lims = append(lims, lim{mode, l.Middleware()(&llmtest.Fake{}), rec})
-	}
-	for _, l := range lims {
-		for range 10 {
-			if _, err := l.c.Generate(context.Background(), llm.Prompt("x")); err != nil {
-				t.Fatalf("%v before the kill: %v", l.mode, err)
-			}
+	rs := startPiped(t, "killed", 3, "LIMIT_ADDR="+addr)
+	for i, r := range rs {
+		select {
+		case <-r.ready:
+		case <-r.done:
+			t.Fatalf("replica %d ended before Redis was killed: %v\n%s", i, r.cmd.Wait(), r.stderr.String())
+		case <-time.After(time.Minute):
+			t.Fatalf("replica %d had no %d calls decided by Redis within a minute", i, killedReady)
 		}
 	}
-	if err := srv.Process.Kill(); err != nil {
+	if err := srv.Process.Kill(); err != nil { // the replicas are still calling
 		t.Fatal(err)
 	}
 	srv.Wait()
-	for _, l := range lims {
-		for i := range 20 {
-			_, err := l.c.Generate(context.Background(), llm.Prompt("x"))
+	waitPiped(t, rs, time.Minute)
+	share := killedRPM / 3
+	localAdmitted := 0
+	for i, r := range rs {
+		for _, mode := range []Mode{FailOpen, FailClosed, LocalShare} {
+			c := r.counts(t, mode)
+			t.Logf("replica %d %v: %v", i, mode, c)
+			// Every decision was reported: by Redis, or by the mode.
+			if c["allowed"]+c["rejected"]+c["degraded"] != c["calls"] {
+				t.Fatalf("replica %d %v: %v: a decision went unreported", i, mode, c)
+			}
 			switch {
-			case l.mode != FailClosed && err != nil:
-				t.Fatalf("%v: call %d after the kill failed: %v", l.mode, i, err)
-			case l.mode == FailClosed && (llm.KindOf(err) != llm.KindRateLimited || !storeFailure(err)):
-				t.Fatalf("fail closed: call %d after the kill: %v, want rate_limited caused by the store", i, err)
+			case c["allowed"] < killedReady || c["degraded"] < killedAfter:
+				t.Fatalf("replica %d %v: %v: want at least %d allowed by Redis, then %d decided by the mode", i, mode, c, killedReady, killedAfter)
+			case c["other"] != 0 || c["rejected"] != 0 || c["refused_limit"] != 0:
+				t.Fatalf("replica %d %v: %v: calls failed for another cause than the degraded mode", i, mode, c)
+			case c["breaker_open"] == 0:
+				t.Fatalf("replica %d %v: the breaker guarding Redis never opened", i, mode)
+			}
+			refused := c["refused_degraded"]
+			switch mode {
+			case FailOpen:
+				if refused != 0 || c["ok"] != c["calls"] {
+					t.Fatalf("replica %d fail open: %v: a call failed", i, c)
+				}
+			case FailClosed:
+				if refused != c["degraded"] || c["ok"] != c["allowed"] {
+					t.Fatalf("replica %d fail closed: %v: want every call after the kill refused, and only those", i, c)
+				}
+			case LocalShare:
+				admitted := c["degraded"] - c["degraded_refused"]
+				if admitted != share || refused != c["degraded_refused"] || c["ok"] != c["allowed"]+admitted {
+					t.Fatalf("replica %d local share: %v: want %d admitted after the kill, the rest refused by the share", i, c, share)
+				}
+				localAdmitted += admitted
 			}
 		}
-		if a, d := l.rec.count(llm.EventLimit, "allowed"), l.rec.count(llm.EventLimit, l.mode.String()); a != 10 || d != 20 {
-			t.Fatalf("%v: %d allowed, %d %v events; want 10 and 20", l.mode, a, d, l.mode)
+	}
+	if localAdmitted != killedRPM {
+		t.Fatalf("local share: the replicas admitted %d after the kill, want the limit %d", localAdmitted, killedRPM)
+	}
+}
+
+// killedReplica is one replica of TestRedisKilledMidway: a limiter per
+// mode on the Redis at LIMIT_ADDR, each called from its own goroutine
+// every 10 ms until Redis has decided killedReady calls of each (then it
+// prints "ready"), and without pause once the mode decides, until the
+// mode has decided killedAfter calls. It prints, per mode, "M mode
+// name=count ...": the calls, how they ended, and the limiter's events.
+func killedReplica() error {
+	rdb := newClient(os.Getenv("LIMIT_ADDR"))
+	defer rdb.Close()
+	modes := []Mode{FailOpen, FailClosed, LocalShare}
+	counts := make([]map[string]int, len(modes))
+	errs := make([]error, len(modes))
+	var ready, done sync.WaitGroup
+	ready.Add(len(modes))
+	go func() { ready.Wait(); fmt.Println("ready") }()
+	for i, mode := range modes {
+		rec := &recorder{}
+		l, err := New(Config{Redis: rdb, Prefix: "killed:", Name: mode.String(), RPM: killedRPM, Window: time.Minute,
+			OnRedisError: mode, Replicas: 3, Timeout: 2 * time.Second, BreakerFailures: 3, Observer: rec})
+		if err != nil {
+			return err
 		}
-		// Redis's breaker opened: the later calls did not wait on it.
-		if ev, ok := l.rec.last(llm.EventBreakerState); !ok || ev.State != llm.BreakerOpen || ev.Source != l.mode.String() {
-			t.Fatalf("%v: breaker event %+v, want open", l.mode, ev)
+		done.Go(func() { counts[i], errs[i] = callUntilDegraded(l.Middleware()(&llmtest.Fake{}), mode, rec, ready.Done) })
+	}
+	done.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for i, mode := range modes {
+		fmt.Print("M ", mode)
+		for _, k := range slices.Sorted(maps.Keys(counts[i])) {
+			fmt.Printf(" %s=%d", k, counts[i][k])
+		}
+		fmt.Println()
+	}
+	return nil
+}
+
+// callUntilDegraded calls c as killedReplica says, calling ready once
+// Redis has decided killedReady calls, and returns the counts.
+func callUntilDegraded(c llm.Client, mode Mode, rec *recorder, ready func()) (map[string]int, error) {
+	n := map[string]int{}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.Now().Add(time.Minute)
+	signaled := false
+	for rec.count(llm.EventLimit, mode.String()) < killedAfter {
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%v: the mode decided %d calls in a minute: was Redis killed?", mode, rec.count(llm.EventLimit, mode.String()))
+		}
+		_, err := c.Generate(context.Background(), llm.Prompt("x"))
+		n["calls"]++
+		switch {
+		case err == nil:
+			n["ok"]++
+		case llm.KindOf(err) == llm.KindRateLimited && storeFailure(err):
+			n["refused_degraded"]++ // the mode refused it, Redis being down
+		case llm.KindOf(err) == llm.KindRateLimited:
+			n["refused_limit"]++ // Redis refused it: over the limit
+		default:
+			n["other"]++
+			fmt.Fprintf(os.Stderr, "%v: call failed: %v\n", mode, err)
+		}
+		if !signaled && rec.count(llm.EventLimit, "allowed") >= killedReady {
+			signaled = true
+			ready()
+		}
+		if rec.count(llm.EventLimit, mode.String()) == 0 {
+			<-tick.C // paced while Redis decides; as fast as it goes once the mode does
 		}
 	}
+	n["allowed"], n["rejected"] = rec.count(llm.EventLimit, "allowed"), rec.count(llm.EventLimit, "rejected")
+	rec.mu.Lock()
+	for _, ev := range rec.evs {
+		switch {
+		case ev.Kind == llm.EventLimit && ev.Reason == mode.String():
+			n["degraded"]++
+			if llm.KindOf(ev.Err) == llm.KindRateLimited {
+				n["degraded_refused"]++ // a local-share refusal carries the refusal
+			}
+		case ev.Kind == llm.EventBreakerState && ev.State == llm.BreakerOpen:
+			n["breaker_open"]++
+		}
+	}
+	rec.mu.Unlock()
+	return n, nil
 }
 
 // storeFailure reports whether err was caused by the limit store.

@@ -28,8 +28,9 @@ type leases struct {
 // lease is one key's current block.
 type lease struct {
 	mu      sync.Mutex
-	key, id string
-	granted int // permits the store granted
+	key     string
+	id      int64 // 0: no lease
+	granted int   // permits the store granted
 	used    int
 	expires time.Time
 }
@@ -63,7 +64,7 @@ func (ls *leases) take(ctx context.Context, st store, key string, rpm int) (deci
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := time.Now()
-	if l.id != "" && l.key == key && l.used < l.granted && now.Before(l.expires) {
+	if l.id != 0 && l.key == key && l.used < l.granted && now.Before(l.expires) {
 		l.used++
 		return decision{admitted: true, granted: 1}, nil
 	}
@@ -81,11 +82,11 @@ func (ls *leases) take(ctx context.Context, st store, key string, rpm int) (deci
 
 // giveBack settles the current lease to the permits it used.
 func (l *lease) giveBack(ctx context.Context, st store) error {
-	if l.id == "" {
+	if l.id == 0 {
 		return nil
 	}
 	id, key, used, granted := l.id, l.key, l.used, l.granted
-	l.id = ""
+	l.id = 0
 	if used >= granted {
 		return nil
 	}

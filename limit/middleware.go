@@ -4,8 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"math"
 	"math/rand/v2"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -14,7 +14,8 @@ import (
 
 // reservation is what one admitted call holds.
 type reservation struct {
-	key, id string
+	key     string
+	id      int64
 	toks    int  // tokens reserved; 0 when the call has no TPM limit
 	inStore bool // reserved in Redis, so settled there
 }
@@ -140,14 +141,15 @@ func (l *Limiter) emit(ctx context.Context, ev llm.Event) { llm.EmitTo(ctx, l.cf
 // in one slot. No raw scope reaches Redis.
 func (l *Limiter) storeKey(scope string) string {
 	sum := sha256.Sum256([]byte(scope))
-	b := make([]byte, 0, len(l.cfg.Prefix)+len(l.cfg.Name)+36)
-	b = append(append(append(b, l.cfg.Prefix...), l.cfg.Name...), ":{"...)
+	var buf [128]byte // on the stack for the usual prefix and name
+	b := append(append(append(buf[:0], l.cfg.Prefix...), l.cfg.Name...), ":{"...)
 	b = hex.AppendEncode(b, sum[:16])
 	return string(append(b, '}'))
 }
 
-// newID returns a reservation id, unique with overwhelming odds.
-func newID() string { return strconv.FormatUint(rand.Uint64(), 36) }
+// newID returns a reservation id, unique with overwhelming odds, never 0
+// (which is no reservation). Redis keeps it in decimal.
+func newID() int64 { return rand.Int64N(math.MaxInt64) + 1 }
 
 // streamMeter counts the output tokens a streamed call delivered, for a
 // stream cut before its usage was reported.

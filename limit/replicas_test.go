@@ -61,7 +61,7 @@ func runLoad(t *testing.T, rpm, tpm, lease int, window, run time.Duration) (admi
 			used = append(used, admission{at: int64(atoi(f[0])), reqs: 1, toks: atoi(f[1])})
 		}
 		if d := fields(&r.out, "degraded"); len(d) != 1 || d[0][0] != "0" {
-			t.Fatalf("replica %d: degraded decisions %v, want none: Redis decides every call", i, d)
+			t.Fatalf("replica %d: degraded decisions %v, want none: Redis decides every call\n%s", i, d, r.stderr.String())
 		}
 		l := fields(&r.out, "lat")
 		if len(l) != 1 || atoi(l[0][3]) == 0 {
