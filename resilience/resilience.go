@@ -167,7 +167,7 @@ func withTally(ctx context.Context) (context.Context, *tally) {
 // stamp records the attempt count on a copy of the answer, which may be
 // shared; one attempt is not recorded (Attempts 0 means one).
 func (t *tally) stamp(resp *llm.Response) *llm.Response {
-	n := int(t.n.Load())
+	n := max(int(t.n.Load()), resp.Attempts) // an inner client (a router) may have made more
 	if resp.Attempts == n || n <= 1 && resp.Attempts == 0 {
 		return resp
 	}

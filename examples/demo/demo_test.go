@@ -71,6 +71,16 @@ func TestDemo(t *testing.T) {
 		if !regexp.MustCompile(`llm_retries_total [1-9]`).MatchString(s) {
 			t.Fatalf("no retries counted during the outage:\n%s", s)
 		}
+		// One deployment failing: the router moves its calls to the
+		// others, and every call is answered in full, none degraded.
+		failover := row("failover")
+		if num(failover[0]) == 0 || num(failover[4]) != 0 || num(failover[5]) != 0 {
+			t.Fatalf("with one deployment down, calls were degraded or failed:\n%s", s)
+		}
+		m := regexp.MustCompile(`routes failover\s+east=(\d+) \[(\d+)\] west=(\d+) \[0\] central=(\d+) \[0\]`).FindStringSubmatch(s)
+		if m == nil || num(m[1]) != 0 || num(m[2]) == 0 || num(m[3]) == 0 || num(m[4]) == 0 {
+			t.Fatalf("in the failover phase east should answer nothing and west and central everything:\n%s", s)
+		}
 	})
 }
 

@@ -1,11 +1,13 @@
-// Command demo runs llmkit's recommended stack around the simulated model
-// (no network, no API key) through a short workload with a provider outage
-// in the middle, and prints what happened: per phase, and as the metrics,
-// traces, logs and health an operator would see.
+// Command demo runs llmkit's recommended stack around a router over three
+// deployments of the simulated model (no network, no API key) through a
+// short workload: one deployment failing (the router moves its traffic to
+// the others), then an outage of all of them, and prints what happened:
+// per phase, and as the metrics, traces, logs and health an operator would
+// see.
 //
 //	go run ./examples/demo
 //
-// Flags shorten or lengthen it; the defaults finish in about ten seconds.
+// Flags shorten or lengthen it; the defaults finish in about twelve seconds.
 //
 // With OPENAI_API_KEY and/or OPENAI_BASE_URL set (any OpenAI-compatible
 // server: OpenAI, vLLM, Ollama, LM Studio), or ANTHROPIC_API_KEY, it instead
@@ -25,7 +27,7 @@ import (
 )
 
 func main() {
-	phase := flag.Duration("phase", 3*time.Second, "length of each of the three workload phases")
+	phase := flag.Duration("phase", 3*time.Second, "length of each of the four workload phases")
 	workers := flag.Int("workers", 32, "concurrent callers")
 	flag.Parse()
 	opts := options{phase: *phase, workers: *workers, slow: 250 * time.Millisecond, captureEvery: 2 * time.Second, getenv: os.Getenv}
@@ -66,20 +68,31 @@ func run(ctx context.Context, w io.Writer, o options) error {
 		return err
 	}
 	defer st.close()
-	fmt.Fprintf(w, "llmkit demo: %d callers, 3 phases of %v, simulated model %q\n", workers, phase, st.modelName)
-	fmt.Fprintln(w, "stack: otel → prometheus → log → health → pprof labels → slow-call capture → cache → resilience → model")
+	fmt.Fprintf(w, "llmkit demo: %d callers, %d phases of %v, simulated model %q in %d deployments\n",
+		workers, len(phases), phase, st.modelName, len(deploymentNames))
+	fmt.Fprintln(w, "stack: otel → prometheus → log → health → pprof labels → slow-call capture → cache → resilience → router → deployments")
 	fmt.Fprintln(w)
 
 	var results []*phaseStats
+	var routes []routeStats
 	for _, p := range phases {
-		if err := st.model.SetErrors(p.errors); err != nil {
-			return err
+		for name, m := range st.models {
+			errs := p.errors
+			if p.only != "" && name != p.only {
+				errs = nil
+			}
+			if err := m.SetErrors(errs); err != nil {
+				return err
+			}
 		}
 		fmt.Fprintf(w, "phase %-9s %s\n", p.name, p.about)
 		results = append(results, runPhase(ctx, st.built, p.name, phase, workers))
+		routes = append(routes, st.routes.snapshot(p.name))
 	}
 	fmt.Fprintln(w)
 	printPhases(w, results)
+	fmt.Fprintln(w)
+	printRoutes(w, routes)
 	fmt.Fprintln(w)
 	return printObservability(w, st)
 }

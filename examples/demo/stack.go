@@ -25,7 +25,8 @@ var endpoints = []string{"chat", "summarize", "search"}
 // demoStack is the recommended llmkit stack (package stack) with
 // in-process sinks for what an operator would scrape or collect.
 type demoStack struct {
-	model     *sim.Model // nil when a real provider answers
+	models    map[string]*sim.Model // by deployment; nil when a real provider answers
+	routes    *routeWatch           // what the router did; nil without one
 	modelName string
 	registry  *prometheus.Registry
 	spans     *tracetest.SpanRecorder
@@ -54,20 +55,19 @@ func (c *captureLog) Save(cp profiling.Capture) error {
 	return nil
 }
 
-// newSimStack builds the stack around the simulated model.
+// newSimStack builds the stack around a router over simulated
+// deployments of one model: the router takes the provider's place.
 func newSimStack(o options) (*demoStack, error) {
-	model, err := sim.New(sim.Config{
-		Seed: 1, TTFT: 40 * time.Millisecond, PerToken: time.Millisecond,
-		MinTokens: 8, MaxTokens: 48, RetryAfter: 100 * time.Millisecond,
-	})
+	watch := &routeWatch{}
+	r, models, err := simDeployments(watch)
 	if err != nil {
 		return nil, err
 	}
-	st, err := newStack(model, "sim", sim.DefaultModel, o)
+	st, err := newStack(r, "sim", sim.DefaultModel, o)
 	if err != nil {
 		return nil, err
 	}
-	st.model = model
+	st.models, st.routes = models, watch
 	return st, nil
 }
 

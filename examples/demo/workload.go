@@ -11,17 +11,22 @@ import (
 	"github.com/llmkit/llmkit/llm"
 )
 
-// phases stage a provider outage between two healthy periods.
+// phases stage one deployment failing, then an outage of every one,
+// between healthy periods. errors apply to every deployment, or to only
+// when it is set.
 var phases = []struct {
 	name   string
 	about  string
 	errors map[llm.Kind]float64
+	only   string
 }{
-	{"healthy", "the model answers every call", nil},
+	{"healthy", "the model answers every call", nil, ""},
+	{"failover", "deployment east fails every call with 503: the router moves its traffic to west and central",
+		map[llm.Kind]float64{llm.KindUnavailable: 1}, "east"},
 	{"outage", "60% of calls fail with 503, 10% with 429", map[llm.Kind]float64{
 		llm.KindUnavailable: 0.6, llm.KindRateLimited: 0.1,
-	}},
-	{"recovered", "the model is healthy again", nil},
+	}, ""},
+	{"recovered", "the model is healthy again", nil, ""},
 }
 
 // questions are what the pretend users ask; a small set, so some repeat
