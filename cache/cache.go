@@ -86,8 +86,11 @@ func (cl *client) generate(ctx context.Context, req *llm.Request) (*llm.Response
 	if req == nil {
 		return cl.next.Generate(ctx, req)
 	}
-	if req.Cache&llm.CacheBypass == llm.CacheBypass || !c.cacheable(req) {
-		return cl.bypass(ctx, req)
+	if req.Cache&llm.CacheBypass == llm.CacheBypass {
+		return cl.bypass(ctx, req, BypassOptedOut)
+	}
+	if !c.cacheable(req) {
+		return cl.bypass(ctx, req, BypassNondeterministic)
 	}
 	if ctx.Err() != nil {
 		return nil, llm.FromContext(ctx, provider)
@@ -100,12 +103,14 @@ func (cl *client) generate(ctx context.Context, req *llm.Request) (*llm.Response
 	if err != nil {
 		// An Extra value JSON cannot encode: such a request has no
 		// canonical key, so it is not cached.
-		return cl.bypass(ctx, req)
+		return cl.bypass(ctx, req, BypassNoKey)
 	}
 	if req.Cache&llm.CacheSkipRead == 0 {
 		if e, ok := c.lookup(ctx, req, key); ok {
 			return serve(e, req, c.cfg.replayChunk)
 		}
+	} else {
+		c.emitBypass(ctx, req, BypassSkipRead) // a refresh: called, and maybe stored
 	}
 	if !c.cfg.coalesce || req.Cache&llm.CacheSkipRead != 0 {
 		resp, _, err := cl.call(ctx, req, req, key)
@@ -114,10 +119,32 @@ func (cl *client) generate(ctx context.Context, req *llm.Request) (*llm.Response
 	return cl.coalesced(ctx, req, key)
 }
 
+// The reasons a request is not looked up, reported as the Reason of an
+// llm.EventCacheMiss (a plain miss has none), so that every request
+// through the cache counts as a hit, a miss or a bypass with its reason.
+const (
+	// BypassNondeterministic: the request has no temperature 0 and the
+	// cache was not built WithNondeterministic.
+	BypassNondeterministic = "nondeterministic"
+	// BypassOptedOut: the request asked for llm.CacheBypass.
+	BypassOptedOut = "opted_out"
+	// BypassSkipRead: the request asked for llm.CacheSkipRead alone (a
+	// refresh); its answer may still be stored.
+	BypassSkipRead = "skip_read"
+	// BypassNoKey: the request has no canonical key (an Extra value JSON
+	// cannot encode).
+	BypassNoKey = "no_key"
+)
+
+// emitBypass reports that req was not looked up, and why.
+func (c *Cache) emitBypass(ctx context.Context, req *llm.Request, reason string) {
+	llm.EmitTo(ctx, c.cfg.obs, llm.Event{Kind: llm.EventCacheMiss, Request: req, Source: c.source, Reason: reason})
+}
+
 // bypass calls the wrapped client for a request the cache may not answer,
-// reporting a miss with Reason "bypass".
-func (cl *client) bypass(ctx context.Context, req *llm.Request) (*llm.Response, error) {
-	llm.EmitTo(ctx, cl.c.cfg.obs, llm.Event{Kind: llm.EventCacheMiss, Request: req, Source: cl.c.source, Reason: "bypass"})
+// reporting a bypass with its reason; the store is not asked.
+func (cl *client) bypass(ctx context.Context, req *llm.Request, reason string) (*llm.Response, error) {
+	cl.c.emitBypass(ctx, req, reason)
 	return cl.next.Generate(ctx, req)
 }
 

@@ -432,8 +432,9 @@ func TestErrorsRedacted(t *testing.T) {
 	}
 }
 
-// A request the cache may not answer is reported as a miss with Reason
-// "bypass", and the store is not asked.
+// A request the cache may not answer is reported as a miss whose Reason
+// says why, and the store is not asked; a refresh (CacheSkipRead) is a
+// bypass too; a lookup that finds nothing is a miss without a Reason.
 func TestBypassReported(t *testing.T) {
 	var reasons []string
 	obs := llm.ObserverFunc(func(_ context.Context, ev llm.Event) {
@@ -446,12 +447,16 @@ func TestBypassReported(t *testing.T) {
 	nondet := llm.Prompt("no temperature") // unset: the provider's default, nondeterministic
 	skip := det("skip")
 	skip.Cache = llm.CacheBypass
-	for _, req := range []*llm.Request{nondet, skip, det("cacheable")} {
+	refresh := det("cacheable")
+	refresh.Cache = llm.CacheSkipRead
+	noKey := det("no key")
+	noKey.Extra = map[string]any{"f": func() {}}
+	for _, req := range []*llm.Request{nondet, skip, det("cacheable"), refresh, noKey} {
 		if _, err := c.Generate(context.Background(), req); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if strings.Join(reasons, ",") != "bypass,bypass," {
-		t.Fatalf("miss reasons %q, want two bypasses then a plain miss", reasons)
+	if got, want := strings.Join(reasons, ","), "nondeterministic,opted_out,,skip_read,no_key"; got != want {
+		t.Fatalf("miss reasons %q, want %q", got, want)
 	}
 }

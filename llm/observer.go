@@ -24,9 +24,11 @@ const (
 	// "adaptive_limit", "budget"), Err.
 	EventRejected
 	// EventCacheHit, EventCacheMiss: a cache lookup. Source (the store).
-	// A miss with Reason "bypass" is a request the cache may not answer
-	// (nondeterministic, CacheBypass, no canonical key): the store was not
-	// asked.
+	// A miss with a Reason is a bypass: a request the cache did not look
+	// up, the store not asked, and the Reason says why, from a bounded set:
+	// "nondeterministic" (no temperature 0), "opted_out" (CacheBypass),
+	// "skip_read" (CacheSkipRead alone: a refresh) or "no_key" (no
+	// canonical key). A plain miss has no Reason.
 	EventCacheHit
 	EventCacheMiss
 	// EventCacheStale: an expired entry within its grace window was served
@@ -49,9 +51,13 @@ const (
 	// its store failed, the degraded mode that decided instead:
 	// "fail_open", "fail_closed" or "local_share". Tokens (reserved for
 	// the call when admitted), Err (the store's error in a degraded mode).
+	// A LocalShare refusal carries the refusal (KindRateLimited, its cause
+	// the store's error) as Err. Cooldown hints report a failing store as
+	// EventLimit with Source the hints' name and Reason "fail_open".
 	EventLimit
 	// EventLimitSettle: a reservation was settled after the call. Source,
-	// Tokens (the tokens the call really used; the rest was refunded).
+	// Tokens (the tokens the call really used; the rest was refunded), Err
+	// (the store's error when the settlement could not be written).
 	EventLimitSettle
 	// EventRoute: a router's attempt on one deployment finished. Source
 	// (the deployment's name, from the router's configured set), Reason

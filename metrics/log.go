@@ -39,6 +39,7 @@ type callState struct {
 	attempts atomic.Int32
 	retries  atomic.Int32
 	cache    atomic.Int32 // 1 + the cacheResults index of the last lookup
+	bypass   atomic.Int32 // 1 + the bypassReasons index of the last bypass
 	rejected atomic.Pointer[string]
 }
 
@@ -55,6 +56,9 @@ func (s *callState) Observe(_ context.Context, ev llm.Event) {
 	default:
 		if i := cacheResult(ev); i >= 0 {
 			s.cache.Store(int32(i) + 1)
+			if i == cacheBypass {
+				s.bypass.Store(int32(bypassReason(ev.Reason)) + 1)
+			}
 		}
 	}
 }
@@ -115,6 +119,9 @@ func (c *logClient) generate(ctx context.Context, logger *slog.Logger, req *llm.
 	}
 	if i := st.cache.Load(); i > 0 {
 		a = append(a, slog.String("cache", cacheResults[i-1]))
+		if j := st.bypass.Load(); j > 0 && int(i-1) == cacheBypass {
+			a = append(a, slog.String("cache_bypass", bypassReasons[j-1]))
+		}
 	}
 	if r := st.rejected.Load(); r != nil {
 		a = append(a, slog.String("rejected", llm.Redact(*r)))

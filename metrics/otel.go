@@ -168,13 +168,14 @@ func (o *otelMW) generate(ctx context.Context, req *llm.Request, next llm.Client
 
 // endSpan sets the outcome attributes.
 func (o *otelMW) endSpan(span trace.Span, resp *llm.Response, err error) {
+	status := attribute.String("llm.status", statusNames[statusOf(resp, err)]) // as llm_requests_total and the log line say
 	if err != nil {
-		span.SetAttributes(semconv.ErrorTypeKey.String(llm.KindOf(err).String()))
+		span.SetAttributes(status, semconv.ErrorTypeKey.String(llm.KindOf(err).String()))
 		span.SetStatus(codes.Error, llm.Redact(err.Error()))
 		return
 	}
 	u := resp.Usage
-	a := []attribute.KeyValue{semconv.GenAIUsageInputTokensKey.Int(u.InputTokens), semconv.GenAIUsageOutputTokensKey.Int(u.OutputTokens)}
+	a := []attribute.KeyValue{status, semconv.GenAIUsageInputTokensKey.Int(u.InputTokens), semconv.GenAIUsageOutputTokensKey.Int(u.OutputTokens)}
 	if resp.Model != "" {
 		a = append(a, semconv.GenAIResponseModelKey.String(llm.Redact(resp.Model)))
 	}
@@ -250,6 +251,9 @@ func (o *otelMW) Observe(ctx context.Context, ev llm.Event) {
 		}
 		name = "llm.cache"
 		a = append(a, attribute.String("llm.cache.result", result), attribute.String("llm.cache.store", llm.Redact(ev.Source)))
+		if result == cacheResults[cacheBypass] {
+			a = append(a, attribute.String("llm.cache.bypass_reason", bypassReasons[bypassReason(ev.Reason)]))
+		}
 	}
 	span.AddEvent(name, trace.WithAttributes(a...))
 }

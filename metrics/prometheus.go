@@ -18,8 +18,9 @@ import (
 
 // The family names without their namespace, in MetricNames order.
 var promNames = strings.Fields(`requests_total request_duration_seconds active_requests tokens_total
-	time_to_first_token_seconds provider_calls_total retries_total cache_requests_total
-	circuit_breaker_state fallbacks_total rate_limited_total quota_remaining`)
+	time_to_first_token_seconds provider_calls_total retries_total cache_requests_total cache_bypass_total
+	circuit_breaker_state fallbacks_total rate_limited_total quota_remaining quota_updated_timestamp_seconds
+	router_requests_total router_deployment_cooling limiter_decisions_total limiter_tokens_total`)
 
 // MetricNames returns the name of every family a Prometheus exports under
 // namespace ("" means "llm"). Histograms are listed by family name; their
@@ -38,15 +39,29 @@ var (
 	cacheResults  = []string{"hit", "miss", "stale", "coalesced", "bypass", "error"}
 	cacheKinds    = []llm.EventKind{llm.EventCacheHit, llm.EventCacheMiss, llm.EventCacheStale, llm.EventCacheCoalesced, 0, llm.EventCacheError}
 	rejectReasons = []string{"rate_limit", "bulkhead", "adaptive_limit", "budget", Other}
+	// bypassReasons: why the cache did not look a request up (see
+	// llm.EventCacheMiss); the cache package's older "bypass" is Other.
+	bypassReasons = []string{"nondeterministic", "opted_out", "skip_read", "no_key", Other}
 )
 
+// cacheBypass is the cacheResults index of "bypass".
+var cacheBypass = slices.Index(cacheResults, "bypass")
+
 // cacheResult returns the cacheResults index of a cache lookup event, or
-// -1. The cache reports a lookup it skipped as a miss with Reason "bypass".
+// -1. The cache reports a lookup it skipped as a miss with a Reason.
 func cacheResult(ev llm.Event) int {
-	if ev.Kind == llm.EventCacheMiss && ev.Reason == "bypass" {
-		return slices.Index(cacheResults, "bypass")
+	if ev.Kind == llm.EventCacheMiss && ev.Reason != "" {
+		return cacheBypass
 	}
 	return slices.Index(cacheKinds, ev.Kind)
+}
+
+// bypassReason returns the bypassReasons index of a bypass's Reason.
+func bypassReason(reason string) int {
+	if i := slices.Index(bypassReasons, reason); i >= 0 {
+		return i
+	}
+	return len(bypassReasons) - 1 // Other
 }
 
 // Prometheus records the llm_* metrics in client_golang vectors. Its
@@ -70,8 +85,10 @@ type Prometheus struct {
 	tokens         []prometheus.Counter // by tokenTypes index
 	calls          []prometheus.Counter // by status index
 	cache          []prometheus.Counter // by cacheResults index
+	bypass         []prometheus.Counter // by bypassReasons index
 	fallbacks      []prometheus.Counter // by llm.Kind
 	rejected       []prometheus.Counter // by rejectReasons index
+	rt             routing              // the router's and shared limiters' families
 
 	// sawAttempt is set by the first EventAttempt: from then on attempts
 	// are reported, and a call no longer counts as one by itself.
@@ -120,13 +137,17 @@ func NewPrometheus(reg prometheus.Registerer, opts ...Option) (*Prometheus, erro
 	p.ttft = register(r, newHistogramVec(cfg, "time_to_first_token_seconds", "Time from the start of a streamed call to its first chunk.", cfg.ttftBuckets))
 	calls := register(r, counters("provider_calls_total", "Provider attempts (retries and hedges included) by outcome.", "status"))
 	p.retries = register(r, prometheus.NewCounter(prometheus.CounterOpts(o("retries_total", "Retries scheduled."))))
-	cache := register(r, counters("cache_requests_total", "Cache lookups by result (hit, miss, stale, coalesced, bypass, error).", "result"))
+	cache := register(r, counters("cache_requests_total", "Requests through the cache by result (hit, miss, stale, coalesced, bypass, error).", "result"))
+	bypass := register(r, counters("cache_bypass_total", "Requests the cache did not look up, by reason (nondeterministic, opted_out, skip_read, no_key, other).", "reason"))
 	p.breaker = register(r, prometheus.NewGaugeVec(prometheus.GaugeOpts(o("circuit_breaker_state",
 		"Circuit breaker state: 0 closed, 1 half-open, 2 open.")), []string{"name"}))
 	fallbacks := register(r, counters("fallbacks_total", "Answers produced by a fallback, by the kind of error that triggered it.", "reason"))
 	rejected := register(r, counters("rate_limited_total", "Calls refused by a client-side limiter, by reason (rate_limit, bulkhead, adaptive_limit, budget).", "reason"))
+	updated := register(r, prometheus.NewGaugeVec(prometheus.GaugeOpts(o("quota_updated_timestamp_seconds",
+		"Unix time of the last report of llm_quota_remaining, by kind; gone with it.")), []string{"kind"}))
 	p.quota = register(r, &quotaVec{GaugeVec: prometheus.NewGaugeVec(prometheus.GaugeOpts(o("quota_remaining",
-		"Remaining provider quota from its rate-limit headers, by kind (requests, tokens); gone at its reset.")), []string{"kind"})})
+		"Remaining provider quota from its rate-limit headers, by kind (requests, tokens); gone at its reset.")), []string{"kind"}), updated: updated})
+	p.rt.register(r, cfg)
 	if r.err == nil && (!slices.Equal(p.duration.buckets, cfg.durBuckets) || !slices.Equal(p.ttft.buckets, cfg.ttftBuckets) || p.duration.factor != cfg.nativeFactor) {
 		r.err = fmt.Errorf("metrics: the %s_* histograms in this registry have other buckets or native-histogram settings", cfg.namespace)
 	}
@@ -139,6 +160,8 @@ func NewPrometheus(reg prometheus.Registerer, opts ...Option) (*Prometheus, erro
 	p.calls = children(statusNames, calls.WithLabelValues)
 	calls.DeleteLabelValues(statusNames[statusDegraded]) // an attempt is never degraded
 	p.cache = children(cacheResults, cache.WithLabelValues)
+	p.bypass = children(bypassReasons, bypass.WithLabelValues)
+	p.rt.resolve()
 	p.rejected = children(rejectReasons, rejected.WithLabelValues)
 	p.fallbacks = children(statusNames[statusKinds:], fallbacks.WithLabelValues)
 	p.pairs = make([]atomic.Pointer[pair], p.endpoints.size*p.models.size)
@@ -253,6 +276,11 @@ func (p *Prometheus) Observe(_ context.Context, ev llm.Event) {
 	default:
 		if i := cacheResult(ev); i >= 0 {
 			p.cache[i].Inc()
+			if i == cacheBypass {
+				p.bypass[bypassReason(ev.Reason)].Inc()
+			}
+		} else {
+			p.rt.observe(ev)
 		}
 	}
 }

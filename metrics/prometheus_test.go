@@ -100,8 +100,22 @@ func TestPrometheusExposition(t *testing.T) {
 			llm.Event{Kind: llm.EventCacheStale},
 			llm.Event{Kind: llm.EventCacheCoalesced},
 			llm.Event{Kind: llm.EventCacheError},
-			llm.Event{Kind: llm.EventCacheMiss, Reason: "bypass"},
+			llm.Event{Kind: llm.EventCacheMiss, Reason: "bypass"}, // the older reason: other
+			llm.Event{Kind: llm.EventCacheMiss, Reason: "nondeterministic"},
+			llm.Event{Kind: llm.EventCacheMiss, Reason: "nondeterministic"},
+			llm.Event{Kind: llm.EventCacheMiss, Reason: "no_key"},
 			llm.Event{Kind: llm.EventCacheStore},
+			llm.Event{Kind: llm.EventRoute, Source: "east", Reason: "ok", Duration: time.Second},
+			llm.Event{Kind: llm.EventRoute, Source: "east", Reason: "overloaded"},
+			llm.Event{Kind: llm.EventRoute, Source: "west", Reason: "not a kind"},
+			llm.Event{Kind: llm.EventCooldown, Source: "east", Delay: 30 * time.Second, Reason: "overloaded"},
+			llm.Event{Kind: llm.EventCooldown, Source: "west", Delay: 30 * time.Second, Reason: "shared"},
+			llm.Event{Kind: llm.EventCooldown, Source: "west", Delay: 0},
+			llm.Event{Kind: llm.EventLimit, Source: "tpm", Reason: "allowed", Tokens: 500},
+			llm.Event{Kind: llm.EventLimitSettle, Source: "tpm", Tokens: 120},
+			llm.Event{Kind: llm.EventLimit, Source: "tpm", Reason: "rejected"},
+			llm.Event{Kind: llm.EventLimit, Source: "tpm", Reason: "fail_open", Tokens: 40},
+			llm.Event{Kind: llm.EventLimit, Source: "rpm", Reason: "something new"},
 		)(fake))
 		if _, err := withEvents.Generate(ctx, chat); err != nil {
 			t.Fatal(err)
@@ -111,9 +125,14 @@ func TestPrometheusExposition(t *testing.T) {
 # HELP llm_active_requests LLM calls in flight.
 # TYPE llm_active_requests gauge
 llm_active_requests 0
-# HELP llm_cache_requests_total Cache lookups by result (hit, miss, stale, coalesced, bypass, error).
+# HELP llm_cache_bypass_total Requests the cache did not look up, by reason (nondeterministic, opted_out, skip_read, no_key, other).
+# TYPE llm_cache_bypass_total counter
+llm_cache_bypass_total{reason="no_key"} 1
+llm_cache_bypass_total{reason="nondeterministic"} 2
+llm_cache_bypass_total{reason="other"} 1
+# HELP llm_cache_requests_total Requests through the cache by result (hit, miss, stale, coalesced, bypass, error).
 # TYPE llm_cache_requests_total counter
-llm_cache_requests_total{result="bypass"} 1
+llm_cache_requests_total{result="bypass"} 4
 llm_cache_requests_total{result="coalesced"} 1
 llm_cache_requests_total{result="error"} 1
 llm_cache_requests_total{result="hit"} 1
@@ -122,6 +141,16 @@ llm_cache_requests_total{result="stale"} 1
 # HELP llm_circuit_breaker_state Circuit breaker state: 0 closed, 1 half-open, 2 open.
 # TYPE llm_circuit_breaker_state gauge
 llm_circuit_breaker_state{name="openai"} 2
+# HELP llm_limiter_decisions_total Shared limiter decisions: allowed, rejected, or the degraded mode (fail_open, fail_closed, local_share) that decided when its store failed.
+# TYPE llm_limiter_decisions_total counter
+llm_limiter_decisions_total{limiter="rpm",result="other"} 1
+llm_limiter_decisions_total{limiter="tpm",result="allowed"} 1
+llm_limiter_decisions_total{limiter="tpm",result="fail_open"} 1
+llm_limiter_decisions_total{limiter="tpm",result="rejected"} 1
+# HELP llm_limiter_tokens_total Tokens a shared limiter reserved for admitted calls and the tokens they used.
+# TYPE llm_limiter_tokens_total counter
+llm_limiter_tokens_total{limiter="tpm",type="reserved"} 540
+llm_limiter_tokens_total{limiter="tpm",type="used"} 120
 # HELP llm_fallbacks_total Answers produced by a fallback, by the kind of error that triggered it.
 # TYPE llm_fallbacks_total counter
 llm_fallbacks_total{reason="circuit_open"} 1
@@ -135,6 +164,10 @@ llm_provider_calls_total{status="unavailable"} 1
 # TYPE llm_quota_remaining gauge
 llm_quota_remaining{kind="requests"} 0
 llm_quota_remaining{kind="tokens"} 5000
+# HELP llm_quota_updated_timestamp_seconds Unix time of the last report of llm_quota_remaining, by kind; gone with it.
+# TYPE llm_quota_updated_timestamp_seconds gauge
+llm_quota_updated_timestamp_seconds{kind="requests"} 946684808.5
+llm_quota_updated_timestamp_seconds{kind="tokens"} 946684801.5
 # HELP llm_rate_limited_total Calls refused by a client-side limiter, by reason (rate_limit, bulkhead, adaptive_limit, budget).
 # TYPE llm_rate_limited_total counter
 llm_rate_limited_total{reason="bulkhead"} 1
@@ -144,10 +177,16 @@ llm_rate_limited_total{reason="rate_limit"} 1
 # TYPE llm_request_duration_seconds histogram
 llm_request_duration_seconds_bucket{endpoint="chat",model="gpt-a",le="0.05"} 2
 llm_request_duration_seconds_bucket{endpoint="chat",model="gpt-a",le="0.1"} 2
-llm_request_duration_seconds_bucket{endpoint="chat",model="gpt-a",le="0.25"} 2
+llm_request_duration_seconds_bucket{endpoint="chat",model="gpt-a",le="0.15"} 2
+llm_request_duration_seconds_bucket{endpoint="chat",model="gpt-a",le="0.2"} 2
+llm_request_duration_seconds_bucket{endpoint="chat",model="gpt-a",le="0.3"} 2
+llm_request_duration_seconds_bucket{endpoint="chat",model="gpt-a",le="0.4"} 2
 llm_request_duration_seconds_bucket{endpoint="chat",model="gpt-a",le="0.5"} 2
+llm_request_duration_seconds_bucket{endpoint="chat",model="gpt-a",le="0.75"} 2
 llm_request_duration_seconds_bucket{endpoint="chat",model="gpt-a",le="1"} 2
+llm_request_duration_seconds_bucket{endpoint="chat",model="gpt-a",le="1.5"} 3
 llm_request_duration_seconds_bucket{endpoint="chat",model="gpt-a",le="2"} 3
+llm_request_duration_seconds_bucket{endpoint="chat",model="gpt-a",le="3"} 3
 llm_request_duration_seconds_bucket{endpoint="chat",model="gpt-a",le="5"} 3
 llm_request_duration_seconds_bucket{endpoint="chat",model="gpt-a",le="10"} 4
 llm_request_duration_seconds_bucket{endpoint="chat",model="gpt-a",le="20"} 4
@@ -159,10 +198,16 @@ llm_request_duration_seconds_sum{endpoint="chat",model="gpt-a"} 8.5
 llm_request_duration_seconds_count{endpoint="chat",model="gpt-a"} 4
 llm_request_duration_seconds_bucket{endpoint="other",model="other",le="0.05"} 0
 llm_request_duration_seconds_bucket{endpoint="other",model="other",le="0.1"} 0
-llm_request_duration_seconds_bucket{endpoint="other",model="other",le="0.25"} 0
+llm_request_duration_seconds_bucket{endpoint="other",model="other",le="0.15"} 0
+llm_request_duration_seconds_bucket{endpoint="other",model="other",le="0.2"} 0
+llm_request_duration_seconds_bucket{endpoint="other",model="other",le="0.3"} 0
+llm_request_duration_seconds_bucket{endpoint="other",model="other",le="0.4"} 0
 llm_request_duration_seconds_bucket{endpoint="other",model="other",le="0.5"} 1
+llm_request_duration_seconds_bucket{endpoint="other",model="other",le="0.75"} 1
 llm_request_duration_seconds_bucket{endpoint="other",model="other",le="1"} 1
+llm_request_duration_seconds_bucket{endpoint="other",model="other",le="1.5"} 1
 llm_request_duration_seconds_bucket{endpoint="other",model="other",le="2"} 1
+llm_request_duration_seconds_bucket{endpoint="other",model="other",le="3"} 1
 llm_request_duration_seconds_bucket{endpoint="other",model="other",le="5"} 1
 llm_request_duration_seconds_bucket{endpoint="other",model="other",le="10"} 1
 llm_request_duration_seconds_bucket{endpoint="other",model="other",le="20"} 1
@@ -181,16 +226,32 @@ llm_requests_total{endpoint="other",model="other",status="ok"} 1
 # HELP llm_retries_total Retries scheduled.
 # TYPE llm_retries_total counter
 llm_retries_total 1
+# HELP llm_router_deployment_cooling 1 while a router deployment cools down after failures, 0 otherwise.
+# TYPE llm_router_deployment_cooling gauge
+llm_router_deployment_cooling{deployment="east"} 1
+llm_router_deployment_cooling{deployment="west"} 0
+# HELP llm_router_requests_total Router attempts by deployment and outcome (ok or the error kind).
+# TYPE llm_router_requests_total counter
+llm_router_requests_total{deployment="east",outcome="ok"} 1
+llm_router_requests_total{deployment="east",outcome="overloaded"} 1
+llm_router_requests_total{deployment="west",outcome="unknown"} 1
 # HELP llm_time_to_first_token_seconds Time from the start of a streamed call to its first chunk.
 # TYPE llm_time_to_first_token_seconds histogram
 llm_time_to_first_token_seconds_bucket{endpoint="other",model="other",le="0.05"} 0
 llm_time_to_first_token_seconds_bucket{endpoint="other",model="other",le="0.1"} 0
-llm_time_to_first_token_seconds_bucket{endpoint="other",model="other",le="0.25"} 0
+llm_time_to_first_token_seconds_bucket{endpoint="other",model="other",le="0.15"} 0
+llm_time_to_first_token_seconds_bucket{endpoint="other",model="other",le="0.2"} 0
+llm_time_to_first_token_seconds_bucket{endpoint="other",model="other",le="0.3"} 1
+llm_time_to_first_token_seconds_bucket{endpoint="other",model="other",le="0.4"} 1
 llm_time_to_first_token_seconds_bucket{endpoint="other",model="other",le="0.5"} 1
+llm_time_to_first_token_seconds_bucket{endpoint="other",model="other",le="0.75"} 1
 llm_time_to_first_token_seconds_bucket{endpoint="other",model="other",le="1"} 1
+llm_time_to_first_token_seconds_bucket{endpoint="other",model="other",le="1.5"} 1
 llm_time_to_first_token_seconds_bucket{endpoint="other",model="other",le="2"} 1
+llm_time_to_first_token_seconds_bucket{endpoint="other",model="other",le="3"} 1
 llm_time_to_first_token_seconds_bucket{endpoint="other",model="other",le="5"} 1
 llm_time_to_first_token_seconds_bucket{endpoint="other",model="other",le="10"} 1
+llm_time_to_first_token_seconds_bucket{endpoint="other",model="other",le="20"} 1
 llm_time_to_first_token_seconds_bucket{endpoint="other",model="other",le="30"} 1
 llm_time_to_first_token_seconds_bucket{endpoint="other",model="other",le="+Inf"} 1
 llm_time_to_first_token_seconds_sum{endpoint="other",model="other"} 0.3
@@ -226,18 +287,23 @@ func TestPrometheusSeriesFromTheStart(t *testing.T) {
 	must(metrics.NewPrometheus(reg, metrics.WithModels("a", "b"), metrics.WithEndpoints("chat")))
 	statuses := 2 + len(llm.Kinds())
 	for name, want := range map[string]int{
-		"llm_requests_total":              2 * 3 * statuses, // endpoints chat, other × models a, b, other
-		"llm_request_duration_seconds":    2 * 3,
-		"llm_time_to_first_token_seconds": 2 * 3,
-		"llm_active_requests":             1,
-		"llm_tokens_total":                3,
-		"llm_provider_calls_total":        statuses - 1, // never degraded
-		"llm_retries_total":               1,
-		"llm_cache_requests_total":        6,
-		"llm_fallbacks_total":             len(llm.Kinds()),
-		"llm_rate_limited_total":          5,
-		"llm_circuit_breaker_state":       0,
-		"llm_quota_remaining":             0,
+		"llm_requests_total":                  2 * 3 * statuses, // endpoints chat, other × models a, b, other
+		"llm_request_duration_seconds":        2 * 3,
+		"llm_time_to_first_token_seconds":     2 * 3,
+		"llm_active_requests":                 1,
+		"llm_tokens_total":                    3,
+		"llm_provider_calls_total":            statuses - 1, // never degraded
+		"llm_retries_total":                   1,
+		"llm_cache_requests_total":            6,
+		"llm_cache_bypass_total":              5,
+		"llm_router_requests_total":           0, // no router configured (WithDeployments)
+		"llm_router_deployment_cooling":       0,
+		"llm_limiter_decisions_total":         0,
+		"llm_quota_updated_timestamp_seconds": 0,
+		"llm_fallbacks_total":                 len(llm.Kinds()),
+		"llm_rate_limited_total":              5,
+		"llm_circuit_breaker_state":           0,
+		"llm_quota_remaining":                 0,
 	} {
 		if n := must(testutil.GatherAndCount(reg, name)); n != want {
 			t.Errorf("%s: %d series at construction, want %d", name, n, want)
@@ -380,7 +446,7 @@ func TestPrometheusExemplars(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		reg := prometheus.NewPedanticRegistry()
 		fake := &llmtest.Fake{Steps: []llmtest.Step{
-			{Latency: 1500 * time.Millisecond},
+			{Latency: 1900 * time.Millisecond},
 			{Latency: 1700 * time.Millisecond},
 			{Latency: 1600 * time.Millisecond},
 			{Latency: 300 * time.Millisecond, Err: llmtest.Error(llm.KindTimeout)},
@@ -392,7 +458,7 @@ func TestPrometheusExemplars(t *testing.T) {
 		_, _ = c.Generate(traced(2, trace.FlagsSampled), req) // same bucket (le=2): replaces trace 1
 		end2 := time.Now()
 		_, _ = c.Generate(context.Background(), req)          // untraced: no change
-		_, _ = c.Generate(traced(3, trace.FlagsSampled), req) // a timeout, in le=0.5
+		_, _ = c.Generate(traced(3, trace.FlagsSampled), req) // a timeout, in le=0.3
 		end4 := time.Now()
 		_, _ = c.Generate(traced(4, 0), req) // sampled out: no change
 
@@ -422,8 +488,8 @@ func TestPrometheusExemplars(t *testing.T) {
 				case "llm_request_duration_seconds":
 					for _, b := range m.GetHistogram().GetBucket() {
 						switch b.GetUpperBound() {
-						case 0.5:
-							check("bucket le=0.5", b.GetExemplar(), 0.3, 3, end4)
+						case 0.3:
+							check("bucket le=0.3", b.GetExemplar(), 0.3, 3, end4)
 						case 2:
 							check("bucket le=2", b.GetExemplar(), 1.7, 2, end2)
 						default:
@@ -717,14 +783,32 @@ func TestPrometheusQuotaExpires(t *testing.T) {
 			steps = append(steps, llmtest.Step{Response: &llm.Response{Quota: q}})
 		}
 		c := must(metrics.NewPrometheus(reg, metrics.WithQuotaTTL(30*time.Second))).Middleware()(&llmtest.Fake{Steps: steps})
+		start := time.Now()
+		// series lists the remaining counts, each with the age of its
+		// report from llm_quota_updated_timestamp_seconds.
 		series := func() string {
 			var s []string
+			updated := map[string]float64{}
 			for _, mf := range must(reg.Gather()) {
-				if mf.GetName() == "llm_quota_remaining" {
-					for _, m := range mf.Metric {
+				for _, m := range mf.Metric {
+					switch mf.GetName() {
+					case "llm_quota_remaining":
 						s = append(s, fmt.Sprintf("%s=%v", m.GetLabel()[0].GetValue(), m.GetGauge().GetValue()))
+					case "llm_quota_updated_timestamp_seconds":
+						updated[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
 					}
 				}
+			}
+			for i, kv := range s {
+				kind, _, _ := strings.Cut(kv, "=")
+				at, ok := updated[kind]
+				if !ok {
+					t.Errorf("%s: no llm_quota_updated_timestamp_seconds", kind)
+				}
+				s[i] = fmt.Sprintf("%s@%v", kv, time.Unix(0, int64(at*1e9)).Sub(start).Seconds())
+			}
+			if len(updated) != len(s) {
+				t.Errorf("%d update timestamps for %d quota series", len(updated), len(s))
 			}
 			return strings.Join(s, " ")
 		}
@@ -738,13 +822,13 @@ func TestPrometheusQuotaExpires(t *testing.T) {
 			}
 		}
 		call() // requests 5 until 20 s, tokens 900 until 30 s
-		at(0, "requests=5 tokens=900")
-		at(10*time.Second, "requests=5 tokens=900")
+		at(0, "requests=5@0 tokens=900@0")
+		at(10*time.Second, "requests=5@0 tokens=900@0")
 		call() // requests 4, now resetting at 15 s
-		at(4*time.Second, "requests=4 tokens=900")
-		at(2*time.Second, "tokens=900") // 16 s
-		call()                          // tokens 800 until 46 s
-		at(20*time.Second, "tokens=800")
+		at(4*time.Second, "requests=4@10 tokens=900@0")
+		at(2*time.Second, "tokens=900@0") // 16 s
+		call()                            // tokens 800 until 46 s
+		at(20*time.Second, "tokens=800@16")
 		at(11*time.Second, "")
 	})
 }

@@ -15,19 +15,22 @@ var quotaKinds = [2]string{"requests", "tokens"}
 
 // quotaVec is llm_quota_remaining: a GaugeVec whose series appear when a
 // provider reports them (an unknown quota never reads as 0) and go when
-// the quota resets. The expiry state lives with the registered vector, so
+// the quota resets. Beside each, llm_quota_updated_timestamp_seconds
+// holds the time of its last report, so that a rule can tell a fresh 0
+// from an old one. The expiry state lives with the registered vector, so
 // every Prometheus on a registry shares it.
 type quotaVec struct {
 	*prometheus.GaugeVec
-	mu    sync.Mutex
-	kinds [2]quotaSeries
+	updated *prometheus.GaugeVec
+	mu      sync.Mutex
+	kinds   [2]quotaSeries
 }
 
 type quotaSeries struct {
-	gauge prometheus.Gauge
-	timer *time.Timer   // nil while the series is absent
-	until time.Duration // the reset of the last report, from now()
-	fires time.Duration // when timer fires, from now()
+	gauge, updated prometheus.Gauge
+	timer          *time.Timer   // nil while the series is absent
+	until          time.Duration // the reset of the last report, from now()
+	fires          time.Duration // when timer fires, from now()
 }
 
 // report exports the counts q reports; ttl is their life when q gives no
@@ -48,7 +51,7 @@ func (v *quotaVec) set(i int, remaining int64, reset, ttl time.Duration) {
 	s.until = now() + ttl
 	switch {
 	case s.timer == nil:
-		s.gauge = v.WithLabelValues(quotaKinds[i])
+		s.gauge, s.updated = v.WithLabelValues(quotaKinds[i]), v.updated.WithLabelValues(quotaKinds[i])
 		s.timer = time.AfterFunc(ttl, func() { v.expire(i) })
 		s.fires = s.until
 	case s.until < s.fires:
@@ -56,6 +59,7 @@ func (v *quotaVec) set(i int, remaining int64, reset, ttl time.Duration) {
 		s.fires = s.until
 	}
 	s.gauge.Set(float64(remaining))
+	s.updated.SetToCurrentTime()
 }
 
 // expire deletes series i once its reset has passed, or waits on.
@@ -72,5 +76,6 @@ func (v *quotaVec) expire(i int) {
 		return
 	}
 	v.DeleteLabelValues(quotaKinds[i])
-	s.timer, s.gauge = nil, nil
+	v.updated.DeleteLabelValues(quotaKinds[i])
+	s.timer, s.gauge, s.updated = nil, nil, nil
 }

@@ -392,9 +392,9 @@ func TestAlertsAreCompleteAndTested(t *testing.T) {
 
 	// What the issue asks for, by alert name.
 	want := []string{
-		"LLMHighErrorRatio", "LLMLatencyP95AboveSLO", "LLMCircuitBreakerOpen",
-		"LLMProviderQuotaNearlyExhausted", "LLMCacheHitRatioDrop",
-		"LLMFallbackRateRising", "LLMScrapeTargetDown",
+		"LLMErrorOrDegradedRatioHigh", "LLMLatencyP95AboveSLO", "LLMCircuitBreakerOpen",
+		"LLMProviderQuotaNearlyExhausted", "LLMCacheHitRatioDrop", "LLMScrapeTargetDown",
+		"LLMRouterAllDeploymentsCooling", "LLMSharedLimiterDegraded",
 	}
 	var got []string
 	for _, r := range rules {

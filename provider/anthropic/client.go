@@ -31,6 +31,8 @@ type Client struct {
 	reqOpts []option.RequestOption
 	// now is the clock quota resets are measured against; tests replace it.
 	now func() time.Time
+	// httpClient is the http.Client NewFromConfig built; nil with New.
+	httpClient *http.Client
 }
 
 var _ llm.Client = (*Client)(nil)
@@ -60,8 +62,11 @@ func New(client *sdk.Client, opts ...Option) (*Client, error) {
 // An empty apiKey means the ANTHROPIC_API_KEY environment variable; an
 // empty baseURL means the SDK's default (https://api.anthropic.com, or
 // ANTHROPIC_BASE_URL when set). The SDK client is built with
-// option.WithMaxRetries(0). It returns an error when there is no key, the
-// base URL does not parse, or an option is invalid.
+// option.WithMaxRetries(0) and an http.Client of its own that keeps
+// DefaultMaxIdleConnsPerHost idle connections per host
+// (WithMaxIdleConnsPerHost), not Go's default of 2. It returns an error
+// when there is no key, the base URL does not parse, or an option is
+// invalid.
 func NewFromConfig(apiKey, baseURL string, opts ...Option) (*Client, error) {
 	cfg, err := buildConfig(opts)
 	if err != nil {
@@ -73,7 +78,8 @@ func NewFromConfig(apiKey, baseURL string, opts ...Option) (*Client, error) {
 	if apiKey == "" {
 		return nil, errors.New("anthropic: no API key: pass one or set " + EnvAPIKey)
 	}
-	sdkOpts := []option.RequestOption{option.WithAPIKey(apiKey)}
+	httpClient := newHTTPClient(cfg.idleConns)
+	sdkOpts := []option.RequestOption{option.WithAPIKey(apiKey), option.WithHTTPClient(httpClient)}
 	if baseURL != "" {
 		u, err := url.Parse(baseURL)
 		if err != nil || u.Scheme == "" || u.Host == "" {
@@ -85,7 +91,9 @@ func NewFromConfig(apiKey, baseURL string, opts ...Option) (*Client, error) {
 	sdkOpts = append(sdkOpts, cfg.reqOpts...)
 	sdkOpts = append(sdkOpts, noRetries)
 	client := sdk.NewClient(sdkOpts...)
-	return newClient(&client, cfg, nil), nil
+	c := newClient(&client, cfg, nil)
+	c.httpClient = httpClient
+	return c, nil
 }
 
 func buildConfig(opts []Option) (config, error) {

@@ -27,10 +27,11 @@ type config struct {
 	maxTokens int
 	provider  string
 	reqOpts   []option.RequestOption
+	idleConns int // per host, for the http.Client NewFromConfig builds
 }
 
 func defaultConfig() config {
-	return config{model: DefaultModel, maxTokens: DefaultMaxTokens, provider: DefaultProvider}
+	return config{model: DefaultModel, maxTokens: DefaultMaxTokens, provider: DefaultProvider, idleConns: DefaultMaxIdleConnsPerHost}
 }
 
 func (c *config) validate() error {
@@ -41,6 +42,8 @@ func (c *config) validate() error {
 		return errors.New("anthropic: default max tokens must be positive")
 	case strings.TrimSpace(c.provider) == "":
 		return errors.New("anthropic: empty provider name")
+	case c.idleConns < 1:
+		return errors.New("anthropic: WithMaxIdleConnsPerHost: want at least 1")
 	}
 	for _, o := range c.reqOpts {
 		if o == nil {
@@ -64,6 +67,16 @@ func (f optionFunc) apply(c *config) { f(c) }
 // DefaultModel.
 func WithModel(model string) Option {
 	return optionFunc(func(c *config) { c.model = model })
+}
+
+// WithMaxIdleConnsPerHost sets how many idle connections to the
+// provider's host the http.Client NewFromConfig builds keeps for reuse;
+// size it for the calls in flight. It must be positive. Default
+// DefaultMaxIdleConnsPerHost. New wraps the caller's SDK client and
+// ignores it; so does a client given with
+// WithRequestOptions(option.WithHTTPClient(...)), which wins.
+func WithMaxIdleConnsPerHost(n int) Option {
+	return optionFunc(func(c *config) { c.idleConns = n })
 }
 
 // WithMaxTokens sets the max_tokens sent when Request.MaxTokens is 0. The

@@ -24,6 +24,8 @@ type Client struct {
 	// then the caller's. Calls append their own after a full-slice
 	// expression, so the shared array is never written.
 	opts []option.RequestOption
+	// httpClient is the http.Client NewFromConfig built; nil with New.
+	httpClient *http.Client
 }
 
 var _ llm.Client = (*Client)(nil)
@@ -35,14 +37,9 @@ func New(client *sdk.Client, opts ...Option) (*Client, error) {
 	if client == nil {
 		return nil, errors.New("openai: New: nil SDK client")
 	}
-	cfg := config{provider: DefaultProvider}
-	for _, o := range opts {
-		if o == nil {
-			continue
-		}
-		if err := o.apply(&cfg); err != nil {
-			return nil, err
-		}
+	cfg, err := buildConfig(opts)
+	if err != nil {
+		return nil, err
 	}
 	reqOpts := make([]option.RequestOption, 0, 1+len(cfg.requestOptions))
 	reqOpts = append(reqOpts, option.WithMaxRetries(0))
@@ -57,6 +54,19 @@ func New(client *sdk.Client, opts ...Option) (*Client, error) {
 	}, nil
 }
 
+func buildConfig(opts []Option) (config, error) {
+	cfg := config{provider: DefaultProvider, idleConns: DefaultMaxIdleConnsPerHost}
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o.apply(&cfg); err != nil {
+			return cfg, err
+		}
+	}
+	return cfg, nil
+}
+
 // NewFromConfig builds an SDK client for apiKey and baseURL, with the SDK's
 // own retries off, and wraps it. An empty baseURL means the SDK's default
 // (OPENAI_BASE_URL when set, else https://api.openai.com/v1); an empty
@@ -66,8 +76,16 @@ func New(client *sdk.Client, opts ...Option) (*Client, error) {
 // A query string in baseURL (an Azure-style gateway's ?api-version=…) is
 // sent with every request; the SDK alone would drop it. A baseURL that does
 // not parse as an absolute http(s) URL, or has a fragment, is an error.
+// The SDK gets an http.Client of its own that keeps
+// DefaultMaxIdleConnsPerHost idle connections per host
+// (WithMaxIdleConnsPerHost), not Go's default of 2.
 func NewFromConfig(apiKey, baseURL string, opts ...Option) (*Client, error) {
-	sdkOpts := []option.RequestOption{option.WithMaxRetries(0)}
+	cfg, err := buildConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	httpClient := newHTTPClient(cfg.idleConns)
+	sdkOpts := []option.RequestOption{option.WithMaxRetries(0), option.WithHTTPClient(httpClient)}
 	if apiKey != "" {
 		sdkOpts = append(sdkOpts, option.WithAPIKey(apiKey))
 	}
@@ -86,7 +104,12 @@ func NewFromConfig(apiKey, baseURL string, opts ...Option) (*Client, error) {
 		sdkOpts = append(sdkOpts, option.WithBaseURL(u.String()))
 	}
 	client := sdk.NewClient(sdkOpts...)
-	return New(&client, opts...)
+	c, err := New(&client, opts...)
+	if err != nil {
+		return nil, err
+	}
+	c.httpClient = httpClient
+	return c, nil
 }
 
 // SDK returns the wrapped SDK client, for the APIs the adapter does not

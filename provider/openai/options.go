@@ -25,6 +25,7 @@ type config struct {
 	legacyMaxTokens bool
 	noStreamUsage   bool
 	requestOptions  []option.RequestOption
+	idleConns       int // per host, for the http.Client NewFromConfig builds
 }
 
 // WithModel sets the model used when Request.Model is empty. Without it an
@@ -70,6 +71,21 @@ func WithLegacyMaxTokens() Option {
 func WithoutStreamUsage() Option {
 	return optionFunc(func(c *config) error {
 		c.noStreamUsage = true
+		return nil
+	})
+}
+
+// WithMaxIdleConnsPerHost sets how many idle connections to the provider's
+// host the http.Client NewFromConfig builds keeps for reuse; size it for
+// the calls in flight. Default DefaultMaxIdleConnsPerHost. New wraps the
+// caller's SDK client and ignores it; so does a client given with
+// WithRequestOptions(option.WithHTTPClient(...)), which wins.
+func WithMaxIdleConnsPerHost(n int) Option {
+	return optionFunc(func(c *config) error {
+		if n < 1 {
+			return errors.New("openai: WithMaxIdleConnsPerHost: want at least 1")
+		}
+		c.idleConns = n
 		return nil
 	})
 }
