@@ -30,8 +30,8 @@ import (
 // Registry is required; every other zero field takes the default named.
 type Config struct {
 	// Registry receives the Prometheus metrics: prometheus.DefaultRegisterer
-	// for the global one. Required, so that nothing registers globally by
-	// surprise.
+	// for the global one. Required unless Prometheus is set, so that
+	// nothing registers globally by surprise.
 	Registry prometheus.Registerer
 	// Models and Endpoints are the label values metrics and profiles keep;
 	// others are counted as "other".
@@ -66,6 +66,17 @@ type Config struct {
 	// Observer, when set, hears every event of the cache and resilience,
 	// as the stack's Prometheus metrics and health do.
 	Observer llm.Observer
+	// CacheOptions are added after the stack's own cache options (TTL,
+	// grace, observer): cache.WithNondeterministic(), say.
+	CacheOptions []cache.Option
+	// MetricsOptions are added after the stack's own Prometheus options
+	// (models, endpoints): metrics.WithDurationBuckets(...), say.
+	MetricsOptions []metrics.Option
+	// Prometheus, instead of Registry and MetricsOptions, is a Prometheus
+	// you built, so that what you build before the stack (a router, a
+	// shared limiter) can report to it too: give it to them as their
+	// Observer, with metrics.WithDeployments or WithLimiters naming them.
+	Prometheus *metrics.Prometheus
 }
 
 // Stack is the built client (embedded: call Generate on the Stack) and
@@ -83,15 +94,22 @@ func New(provider llm.Client, cfg Config) (*Stack, error) {
 	if provider == nil {
 		return nil, errors.New("stack: provider is nil")
 	}
-	if cfg.Registry == nil {
+	if cfg.Prometheus != nil && (cfg.Registry != nil || cfg.MetricsOptions != nil) {
+		return nil, errors.New("stack: set Config.Prometheus or Registry and MetricsOptions, not both")
+	}
+	if cfg.Registry == nil && cfg.Prometheus == nil {
 		return nil, errors.New("stack: Config.Registry is required (prometheus.DefaultRegisterer for the global one)")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	prom, err := metrics.NewPrometheus(cfg.Registry, metrics.WithModels(cfg.Models...), metrics.WithEndpoints(cfg.Endpoints...))
-	if err != nil {
-		return nil, err
+	prom := cfg.Prometheus
+	if prom == nil {
+		opts := append([]metrics.Option{metrics.WithModels(cfg.Models...), metrics.WithEndpoints(cfg.Endpoints...)}, cfg.MetricsOptions...)
+		var err error
+		if prom, err = metrics.NewPrometheus(cfg.Registry, opts...); err != nil {
+			return nil, err
+		}
 	}
 	var otelOpts []metrics.Option
 	if cfg.ProviderName != "" {
@@ -172,7 +190,8 @@ func newCache(cfg Config, obs llm.Observer) (*cache.Cache, *cache.Ristretto, err
 		}
 		store = owned
 	}
-	c, err := cache.New(store, cache.WithTTL(ttl), cache.WithGrace(grace), cache.WithObserver(obs))
+	opts := append([]cache.Option{cache.WithTTL(ttl), cache.WithGrace(grace), cache.WithObserver(obs)}, cfg.CacheOptions...)
+	c, err := cache.New(store, opts...)
 	if err != nil && owned != nil {
 		owned.Close()
 	}

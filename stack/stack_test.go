@@ -18,6 +18,7 @@ import (
 	"github.com/llmkit/llmkit/cache"
 	"github.com/llmkit/llmkit/llm"
 	"github.com/llmkit/llmkit/llm/llmtest"
+	"github.com/llmkit/llmkit/metrics"
 	"github.com/llmkit/llmkit/resilience"
 	"github.com/llmkit/llmkit/stack"
 )
@@ -36,7 +37,7 @@ func quick() *resilience.Config {
 
 func newStack(t *testing.T, provider llm.Client, cfg stack.Config) *stack.Stack {
 	t.Helper()
-	if cfg.Registry == nil {
+	if cfg.Registry == nil && cfg.Prometheus == nil {
 		cfg.Registry = prometheus.NewRegistry()
 	}
 	if cfg.Logger == nil {
@@ -126,6 +127,38 @@ func TestObserversWired(t *testing.T) {
 	}
 }
 
+// A Prometheus built by the caller serves the stack and what the caller
+// built before it: here a decorator of its own that reports a limiter's
+// decision to it.
+func TestOwnPrometheus(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	prom := mustProm(t, reg, metrics.WithLimiters("keys"))
+	decide := func(next llm.Client) llm.Client {
+		return llm.ClientFunc(func(ctx context.Context, req *llm.Request) (*llm.Response, error) {
+			llm.EmitTo(ctx, prom, llm.Event{Kind: llm.EventLimit, Source: "keys", Reason: "allowed"})
+			return next.Generate(ctx, req)
+		})
+	}
+	st := newStack(t, &llmtest.Fake{}, stack.Config{Prometheus: prom, Middlewares: []llm.Middleware{decide}})
+	if _, err := st.Generate(context.Background(), &llm.Request{Messages: []llm.Message{llm.User("hi")}}); err != nil {
+		t.Fatal(err)
+	}
+	for metric, want := range map[string]float64{"llm_requests_total": 1, "llm_limiter_decisions_total": 1} {
+		if got := sum(t, reg, metric); got != want {
+			t.Errorf("%s = %v, want %v", metric, got, want)
+		}
+	}
+}
+
+func mustProm(t *testing.T, reg prometheus.Registerer, opts ...metrics.Option) *metrics.Prometheus {
+	t.Helper()
+	p, err := metrics.NewPrometheus(reg, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func TestConfigErrors(t *testing.T) {
 	fake := &llmtest.Fake{}
 	for name, c := range map[string]struct {
@@ -136,6 +169,7 @@ func TestConfigErrors(t *testing.T) {
 		"nil registry":   {fake, stack.Config{}},
 		"bad resilience": {fake, stack.Config{Registry: prometheus.NewRegistry(), Resilience: &resilience.Config{Retry: &resilience.RetryConfig{MaxAttempts: -1}}}},
 		"bad cache ttl":  {fake, stack.Config{Registry: prometheus.NewRegistry(), CacheTTL: -time.Second}},
+		"two prometheus": {fake, stack.Config{Registry: prometheus.NewRegistry(), Prometheus: mustProm(t, prometheus.NewRegistry())}},
 	} {
 		if st, err := stack.New(c.provider, c.cfg); err == nil {
 			_ = st.Close()

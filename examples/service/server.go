@@ -1,25 +1,27 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/llmkit/llmkit/cache"
 	cacheredis "github.com/llmkit/llmkit/cache/redis"
 	"github.com/llmkit/llmkit/examples/internal/fromenv"
 	"github.com/llmkit/llmkit/llm"
+	"github.com/llmkit/llmkit/metrics"
 	"github.com/llmkit/llmkit/provider/sim"
-	"github.com/llmkit/llmkit/resilience"
 	"github.com/llmkit/llmkit/stack"
 )
 
@@ -31,32 +33,39 @@ var maxBody = llm.DefaultLimits.MaxContentBytes + 64<<10
 // callers may send others, which are counted as "other".
 var endpoints = []string{"chat", "summarize", "search", "classify"}
 
+// serverConfig is what newServer builds from: the environment's settings
+// and, for tests, a provider of their own.
 type serverConfig struct {
+	config
 	// Provider overrides the environment's choice (tests use it); without
 	// it, Getenv's (see fromenv.Provider), or the simulated model.
 	Provider     llm.Client
 	Getenv       func(string) string
 	ProviderName string
 	Model        string
-	RedisAddr    string
 	Logger       *slog.Logger
-	// Resilience overrides the stack's default policies.
-	Resilience *resilience.Config
 }
 
 // server is the service's HTTP handler.
 type server struct {
-	mux      *http.ServeMux
-	stack    *stack.Stack
-	store    *cache.Ristretto
-	redis    *redis.Client
-	l2       *cacheredis.Store // nil without REDIS_ADDR
-	provider string
-	model    string
+	cfg          config
+	mux          *http.ServeMux
+	stack        *stack.Stack
+	store        *cache.Ristretto
+	redis        *goredis.Client
+	l2           *cacheredis.Store // nil without Redis
+	redisBreaker atomic.Int32      // the l2 store's breaker state (llm.BreakerState)
+	draining     atomic.Bool       // shutting down: /readyz answers 503
+	started      time.Time
+	provider     string
+	model        string
 }
 
 func newServer(cfg serverConfig) (*server, error) {
-	s := &server{provider: cfg.ProviderName, model: cfg.Model}
+	s := &server{cfg: cfg.config, provider: cfg.ProviderName, model: cfg.Model, started: time.Now()}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
 	provider := cfg.Provider
 	if provider == nil && cfg.Getenv != nil {
 		real, name, model, ok, err := fromenv.Provider(cfg.Getenv)
@@ -75,12 +84,16 @@ func newServer(cfg serverConfig) (*server, error) {
 		return nil, err
 	}
 	var store cache.Store = s.store
-	if cfg.RedisAddr != "" {
+	if cfg.Redis != nil {
 		// Shared across replicas: ristretto in front of Redis. Redis being
 		// slow or down never fails a call (the store has its own breaker).
-		s.redis = redis.NewClient(&redis.Options{Addr: cfg.RedisAddr, MaxRetries: 1,
-			DialTimeout: 200 * time.Millisecond, ContextTimeoutEnabled: true})
-		if s.l2, err = cacheredis.New(s.redis, cacheredis.Config{AsyncWrites: 256}); err != nil {
+		opts := *cfg.Redis
+		opts.ContextTimeoutEnabled = true
+		opts.DialTimeout = cmp.Or(opts.DialTimeout, 200*time.Millisecond)
+		opts.MaxRetries = cmp.Or(opts.MaxRetries, 1)
+		s.redis = goredis.NewClient(&opts)
+		if s.l2, err = cacheredis.New(s.redis, cacheredis.Config{AsyncWrites: 256, Prefix: cfg.RedisPrefix + "cache:",
+			Observer: breakerWatch{&s.redisBreaker}}); err != nil {
 			s.Close()
 			return nil, err
 		}
@@ -89,22 +102,57 @@ func newServer(cfg serverConfig) (*server, error) {
 			return nil, err
 		}
 	}
-
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// The Prometheus is built here, not by the stack, so that the per-key
+	// limiter reports its decisions to it too.
+	metricOpts := []metrics.Option{metrics.WithModels(s.model), metrics.WithEndpoints(endpoints...), metrics.WithLimiters(keyLimiterName)}
+	if cfg.LatencyBuckets != nil {
+		metricOpts = append(metricOpts, metrics.WithDurationBuckets(cfg.LatencyBuckets...))
+	}
+	prom, err := metrics.NewPrometheus(reg, metricOpts...)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	var mws []llm.Middleware
+	if cfg.Keys != nil {
+		var rdb goredis.Cmdable
+		if s.redis != nil {
+			rdb = s.redis
+		}
+		limits, err := perKeyLimits(cfg.Keys.limits, rdb, cfg.RedisPrefix+"limit:", prom)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		mws = append(mws, limits)
+	}
+
+	policies := cfg.Policies
+	var cacheOpts []cache.Option
+	if cfg.CacheNondeterministic {
+		cacheOpts = append(cacheOpts, cache.WithNondeterministic())
+	}
 	if s.stack, err = stack.New(provider, stack.Config{
 		ProviderName: s.provider,
 		Models:       []string{s.model}, Endpoints: endpoints,
-		Registry: reg, Logger: cfg.Logger, Store: store, Resilience: cfg.Resilience,
+		Prometheus: prom, Logger: cfg.Logger, Store: store, Resilience: &policies,
+		Middlewares: mws, CacheOptions: cacheOpts,
 	}); err != nil {
 		s.Close()
 		return nil, err
 	}
 
+	generate := s.generate
+	if cfg.Keys != nil {
+		generate = cfg.Keys.requireKey(generate)
+	}
 	s.mux = http.NewServeMux()
-	s.mux.HandleFunc("POST /generate", s.generate)
+	s.mux.HandleFunc("POST /generate", generate)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, EnableOpenMetrics: true}))
-	s.mux.Handle("GET /readyz", s.stack.Health)
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.HandleFunc("GET /statusz", s.statusz)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	return s, nil
 }
@@ -177,6 +225,9 @@ func (s *server) generate(w http.ResponseWriter, r *http.Request) {
 		Model: in.Model, System: in.System, Messages: []llm.Message{llm.User(in.Prompt)},
 		MaxTokens: in.MaxTokens, Temperature: in.Temperature,
 		Endpoint: in.Endpoint, Tenant: in.Tenant,
+	}
+	if tenant, ok := tenantOf(r.Context()); ok {
+		req.Tenant = tenant // the key's tenant, whatever the body says
 	}
 	if req.Model == "" {
 		req.Model = s.model
