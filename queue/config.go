@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/llmkit/llmkit/llm"
 )
@@ -57,6 +59,14 @@ type Config struct {
 	// Registerer receives the Prometheus metrics (see metrics.go); nil
 	// registers none.
 	Registerer prometheus.Registerer
+	// TracerProvider and MeterProvider, when either is set, wire River's
+	// OpenTelemetry middleware (otelriver): a span per insert and per run
+	// of a job, the stack's own spans as children of the run's, and
+	// otelriver's river.* metrics. Both nil means none, not the global
+	// providers: pass otel.GetTracerProvider() to use those. One left nil
+	// beside the other is a no-op one. See tracing.go.
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
 	// Logger receives River's logs; nil means warnings and errors to
 	// slog.Default().
 	Logger *slog.Logger

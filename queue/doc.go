@@ -21,6 +21,10 @@
 // the job running until River's rescuer (RescueAfter) makes it retryable,
 // and it runs again, calling the provider again.
 //
+// With Config.TracerProvider set, River's OpenTelemetry middleware
+// (otelriver) traces each insert and each run, and the stack's spans are
+// children of the run's; nothing is traced by default.
+//
 // The package is its own Go module, so River, pgx and SQLite stay out of
 // the core module's go.mod.
 package queue

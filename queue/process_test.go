@@ -18,8 +18,9 @@ import (
 	"github.com/llmkit/llmkit/queue"
 )
 
-// worker is a worker process: the test binary re-executed with envWorker
-// set. It is stopped by its PID at the end of the test if still running.
+// worker is a worker process: internal/testworker, built by
+// workerBinary. It is stopped by its PID at the end of the test if still
+// running.
 type worker struct {
 	cmd    *exec.Cmd
 	stderr string
@@ -45,12 +46,10 @@ func startWorker(t *testing.T, b backend, calls string, o workerOpts) *worker {
 		t.Fatal(err)
 	}
 	defer errf.Close()
-	w.cmd = exec.Command(os.Args[0], "-test.run=^$")
-	w.cmd.Env = append(os.Environ(),
-		envWorker+"=1", envDSN+"="+b.DSN, envSchema+"="+b.Schema, envCalls+"="+calls,
-		envMode+"="+o.Mode, envGate+"="+o.Gate, envWorkers+"="+strconv.Itoa(o.Workers),
-		envRescue+"="+o.Rescue.String(), envFail+"="+strconv.FormatFloat(o.Fail, 'g', -1, 64),
-		envAttempts+"="+strconv.Itoa(o.MaxAttempts),
+	w.cmd = exec.Command(workerBinary(t),
+		"-dsn", b.DSN, "-schema", b.Schema, "-calls", calls, "-mode", o.Mode, "-gate", o.Gate,
+		"-workers", strconv.Itoa(o.Workers), "-rescue", o.Rescue.String(),
+		"-fail", strconv.FormatFloat(o.Fail, 'g', -1, 64), "-attempts", strconv.Itoa(o.MaxAttempts),
 	)
 	w.cmd.Stderr = errf
 	if err := w.cmd.Start(); err != nil {
@@ -102,10 +101,17 @@ func (w *worker) logged(s string) bool {
 }
 
 // eventually polls cond every 20 ms until it holds, failing the test after
-// d (or when a worker died early, to report it at once).
+// d.
 func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	tick := time.NewTicker(20 * time.Millisecond)
+	eventuallyEvery(t, d, 20*time.Millisecond, what, cond)
+}
+
+// eventuallyEvery is eventually polling every interval, for a cond that
+// costs CPU the workers need.
+func eventuallyEvery(t *testing.T, d, interval time.Duration, what string, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	deadline := time.After(d)
 	for !cond() {

@@ -72,6 +72,7 @@ func New[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Queue, error) {
 		RetryPolicy: &retryPolicy{now: now, backoff: resilience.RetryConfig{
 			BaseDelay: cfg.BaseDelay, MaxDelay: cfg.MaxDelay,
 		}},
+		Plugins:  tracingPlugins(cfg),
 		TestOnly: cfg.Test.Enabled,
 	}
 	if cfg.Test.Now != nil {
