@@ -22,6 +22,7 @@ import (
 	"github.com/failsafe-go/failsafe-go/circuitbreaker"
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/llmkit/llmkit/internal/breaker"
 	"github.com/llmkit/llmkit/llm"
 )
 
@@ -189,17 +190,7 @@ func (l *Limiter) BreakerState() llm.BreakerState { return l.store.breakerState(
 
 // breakerChanged reports a change of the Redis breaker.
 func (l *Limiter) breakerChanged(ctx context.Context, st circuitbreaker.State) {
-	llm.EmitTo(ctx, l.cfg.Observer, llm.Event{Kind: llm.EventBreakerState, State: breakerState(st), Source: l.cfg.Name})
-}
-
-func breakerState(st circuitbreaker.State) llm.BreakerState {
-	switch st {
-	case circuitbreaker.OpenState:
-		return llm.BreakerOpen
-	case circuitbreaker.HalfOpenState:
-		return llm.BreakerHalfOpen
-	}
-	return llm.BreakerClosed
+	llm.EmitTo(ctx, l.cfg.Observer, llm.Event{Kind: llm.EventBreakerState, State: breaker.State(st), Source: l.cfg.Name})
 }
 
 // limits returns the call's limits.

@@ -9,6 +9,7 @@ import (
 	"github.com/failsafe-go/failsafe-go/circuitbreaker"
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/llmkit/llmkit/internal/breaker"
 	"github.com/llmkit/llmkit/llm"
 )
 
@@ -187,7 +188,7 @@ func (s *redisStore) settle(ctx context.Context, key string, id int64, reqs, tok
 	return nil
 }
 
-func (s *redisStore) breakerState() llm.BreakerState { return breakerState(s.cb.State()) }
+func (s *redisStore) breakerState() llm.BreakerState { return breaker.State(s.cb.State()) }
 
 // storeError wraps a Redis failure as an *llm.Error of KindUnavailable
 // (or KindTimeout). The text of a Redis error holds no key or value.

@@ -22,6 +22,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/llmkit/llmkit/cache"
+	"github.com/llmkit/llmkit/internal/breaker"
 	"github.com/llmkit/llmkit/llm"
 )
 
@@ -146,7 +147,7 @@ func New(rdb goredis.Cmdable, cfg Config) (*Store, error) {
 // stateChanged reports a breaker change to the store's observer and those
 // of the call that caused it.
 func (s *Store) stateChanged(ev circuitbreaker.StateChangedEvent) {
-	llm.EmitTo(ev.Context(), s.obs, llm.Event{Kind: llm.EventBreakerState, State: breakerState(ev.NewState), Source: s.name})
+	llm.EmitTo(ev.Context(), s.obs, llm.Event{Kind: llm.EventBreakerState, State: breaker.State(ev.NewState), Source: s.name})
 }
 
 // key returns prefix + hex(scope) + ":" + hex(digest).
@@ -238,17 +239,7 @@ func (s *Store) Close() { s.pending.Wait() }
 func (s *Store) Name() string { return s.name }
 
 // BreakerState returns the state of the store's circuit breaker.
-func (s *Store) BreakerState() llm.BreakerState { return breakerState(s.cb.State()) }
-
-func breakerState(st circuitbreaker.State) llm.BreakerState {
-	switch st {
-	case circuitbreaker.OpenState:
-		return llm.BreakerOpen
-	case circuitbreaker.HalfOpenState:
-		return llm.BreakerHalfOpen
-	}
-	return llm.BreakerClosed
-}
+func (s *Store) BreakerState() llm.BreakerState { return breaker.State(s.cb.State()) }
 
 // storeError wraps a store failure as an *llm.Error of KindUnavailable (or
 // KindTimeout), so observers classify it like any other failure. The text
