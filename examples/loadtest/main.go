@@ -38,6 +38,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -53,13 +54,39 @@ const (
 
 func main() {
 	cfg := defaultConfig()
-	_ = newFlagSet(&cfg).Parse(os.Args[1:])
+	fs := newFlagSet(&cfg)
+	cpuProfile := fs.String("cpuprofile", "", "write the generator's own CPU profile to this file (for go tool pprof)")
+	_ = fs.Parse(os.Args[1:])
 	cfg.APIKey = os.Getenv("LOADTEST_API_KEY")
+	stop, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadtest:", err)
+		os.Exit(exitFailed)
+	}
 	code, err := run(context.Background(), os.Stdout, &cfg)
+	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadtest:", err)
 	}
 	os.Exit(code)
+}
+
+// startCPUProfile profiles the process into path until stop is called;
+// with an empty path it does nothing. The profile is not part of a run's
+// config: it measures the generator, not the service.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // config is one run's settings; it is written into report.json as is.
