@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,37 +15,6 @@ import (
 	"github.com/llmkit/llmkit/llm/llmtest"
 )
 
-// recorder counts the events a call reports, by kind, and remembers their
-// sources.
-type recorder struct {
-	mu      sync.Mutex
-	counts  map[llm.EventKind]int
-	sources map[string]bool
-	errs    []error
-}
-
-func newRecorder() *recorder {
-	return &recorder{counts: map[llm.EventKind]int{}, sources: map[string]bool{}}
-}
-
-func (r *recorder) Observe(_ context.Context, ev llm.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.counts[ev.Kind]++
-	if ev.Source != "" {
-		r.sources[ev.Source] = true
-	}
-	if ev.Err != nil {
-		r.errs = append(r.errs, ev.Err)
-	}
-}
-
-func (r *recorder) n(k llm.EventKind) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.counts[k]
-}
-
 func det(text string) *llm.Request {
 	r := llm.Prompt(text)
 	r.Temperature = llm.Ptr(0.0)
@@ -53,14 +23,14 @@ func det(text string) *llm.Request {
 
 // setup returns a client caching over a fresh ristretto store in front of
 // up, and a context that records events.
-func setup(t *testing.T, up llm.Client, opts ...Option) (llm.Client, *Ristretto, context.Context, *recorder) {
+func setup(t *testing.T, up llm.Client, opts ...Option) (llm.Client, *Ristretto, context.Context, *llmtest.Recorder) {
 	t.Helper()
 	st := newRistrettoT(t, RistrettoConfig{MaxCost: 4 << 20})
 	mw, err := Middleware(st, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := newRecorder()
+	rec := &llmtest.Recorder{}
 	return mw(up), st, llm.WithObserver(context.Background(), rec), rec
 }
 
@@ -112,11 +82,11 @@ func TestHitReturnsACopyMarkedCached(t *testing.T) {
 	if hit2.Quota != nil || hit2.Attempts != 0 || hit2.Usage.InputTokens != 5 {
 		t.Fatalf("hit carries a stale quota or attempts, or lost usage: %+v", hit2)
 	}
-	if rec.n(llm.EventCacheHit) != 2 || rec.n(llm.EventCacheMiss) != 1 || rec.n(llm.EventCacheStore) != 1 {
-		t.Fatalf("events = %v", rec.counts)
+	if rec.Count(llm.EventCacheHit) != 2 || rec.Count(llm.EventCacheMiss) != 1 || rec.Count(llm.EventCacheStore) != 1 {
+		t.Fatalf("events = %v", rec.Counts())
 	}
-	if !rec.sources["ristretto"] || len(rec.sources) != 1 {
-		t.Fatalf("event sources = %v, want ristretto", rec.sources)
+	if !slices.Equal(rec.Sources(), []string{"ristretto"}) {
+		t.Fatalf("event sources = %v, want ristretto", rec.Sources())
 	}
 }
 
@@ -132,8 +102,8 @@ func TestNondeterministicNotCachedByDefault(t *testing.T) {
 			}
 			st.Wait()
 		}
-		if up.Calls() != 2 || rec.n(llm.EventCacheStore) != 0 {
-			t.Fatalf("temperature %v: calls=%d stores=%d, want 2 and 0", temp, up.Calls(), rec.n(llm.EventCacheStore))
+		if up.Calls() != 2 || rec.Count(llm.EventCacheStore) != 0 {
+			t.Fatalf("temperature %v: calls=%d stores=%d, want 2 and 0", temp, up.Calls(), rec.Count(llm.EventCacheStore))
 		}
 	}
 	up := &llmtest.Fake{}
@@ -209,8 +179,8 @@ func TestNeverStored(t *testing.T) {
 			if err != nil || resp.Cached || resp.Text != "fresh" || up.Calls() != 2 {
 				t.Fatalf("second call = %+v, %v after %d calls: the first outcome was stored", resp, err, up.Calls())
 			}
-			if rec.n(llm.EventCacheStore) != 1 { // only the second, good, answer
-				t.Fatalf("stores = %d, want 1", rec.n(llm.EventCacheStore))
+			if rec.Count(llm.EventCacheStore) != 1 { // only the second, good, answer
+				t.Fatalf("stores = %d, want 1", rec.Count(llm.EventCacheStore))
 			}
 		})
 	}
@@ -333,14 +303,14 @@ func TestTenantIsolation(t *testing.T) {
 	if resp, _ := c.Generate(ctx, a); !resp.Cached {
 		t.Fatal("tenant A missed its own entry")
 	}
-	hitsBefore := rec.n(llm.EventCacheHit)
+	hitsBefore := rec.Count(llm.EventCacheHit)
 	b := det("the secret plan")
 	b.Tenant = "B"
 	resp, err := c.Generate(ctx, b)
 	if err != nil || resp.Text != "for B" || resp.Cached {
 		t.Fatalf("tenant B got %+v, %v", resp, err)
 	}
-	if hits := rec.n(llm.EventCacheHit) - hitsBefore; hits != 0 {
+	if hits := rec.Count(llm.EventCacheHit) - hitsBefore; hits != 0 {
 		t.Fatalf("tenant B asking tenant A's exact prompt got %d hits, want 0", hits)
 	}
 	st.Wait()
@@ -377,7 +347,7 @@ func TestOptionsValidated(t *testing.T) {
 // An observer given with WithObserver hears what one on the call's context
 // hears; a nil one is ignored, and several all hear.
 func TestWithObserver(t *testing.T) {
-	a, b := newRecorder(), newRecorder()
+	a, b := &llmtest.Recorder{}, &llmtest.Recorder{}
 	up := &llmtest.Fake{Default: llmtest.Step{Text: "answer"}}
 	c, st, ctx, rec := setup(t, up, WithObserver(a), WithObserver(nil), WithObserver(b))
 	for range 3 {
@@ -386,9 +356,9 @@ func TestWithObserver(t *testing.T) {
 		}
 		st.Wait()
 	}
-	for _, r := range []*recorder{a, b} {
-		if !maps.Equal(r.counts, rec.counts) || r.n(llm.EventCacheHit) != 2 || r.n(llm.EventCacheStore) != 1 {
-			t.Fatalf("construction observer heard %v, the context's %v; want 1 miss, 1 store, 2 hits", r.counts, rec.counts)
+	for _, r := range []*llmtest.Recorder{a, b} {
+		if !maps.Equal(r.Counts(), rec.Counts()) || r.Count(llm.EventCacheHit) != 2 || r.Count(llm.EventCacheStore) != 1 {
+			t.Fatalf("construction observer heard %v, the context's %v; want 1 miss, 1 store, 2 hits", r.Counts(), rec.Counts())
 		}
 	}
 	// Without any observer, nothing is emitted and nothing fails.
@@ -416,7 +386,7 @@ func TestErrorsRedacted(t *testing.T) {
 		if !coalesce {
 			opts = append(opts, WithoutCoalescing())
 		}
-		rec := newRecorder()
+		rec := &llmtest.Recorder{}
 		mw, err := Middleware(secretStore{}, append(opts, WithObserver(rec))...)
 		if err != nil {
 			t.Fatal(err)
@@ -426,8 +396,8 @@ func TestErrorsRedacted(t *testing.T) {
 		if llm.KindOf(err) != llm.KindAuth || strings.Contains(err.Error(), "abcdefghij") {
 			t.Fatalf("coalesce=%v: returned %v: want an auth error without the key", coalesce, err)
 		}
-		if len(rec.errs) != 1 || strings.Contains(rec.errs[0].Error(), "abcdefghij") {
-			t.Fatalf("coalesce=%v: events carried %v: want one store error without the key", coalesce, rec.errs)
+		if errs := rec.Errors(); len(errs) != 1 || strings.Contains(errs[0].Error(), "abcdefghij") {
+			t.Fatalf("coalesce=%v: events carried %v: want one store error without the key", coalesce, errs)
 		}
 	}
 }

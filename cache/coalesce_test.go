@@ -52,7 +52,7 @@ func TestCoalescing100Calls1Upstream(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		up := &llmtest.Fake{Default: llmtest.Step{Latency: time.Second, Chunks: []string{"one ", "answer"}}}
 		c, _ := mapClient(t, up)
-		rec := newRecorder()
+		rec := &llmtest.Recorder{}
 		results := fire(llm.WithObserver(context.Background(), rec), c, "same question", 100)()
 		if up.Calls() != 1 {
 			t.Fatalf("upstream calls = %d, want 1", up.Calls())
@@ -78,8 +78,8 @@ func TestCoalescing100Calls1Upstream(t *testing.T) {
 				}
 			}
 		}
-		if cached != 99 || rec.n(llm.EventCacheCoalesced) != 99 || rec.n(llm.EventCacheStore) != 1 {
-			t.Fatalf("cached=%d coalesced=%d stores=%d, want 99, 99, 1", cached, rec.n(llm.EventCacheCoalesced), rec.n(llm.EventCacheStore))
+		if cached != 99 || rec.Count(llm.EventCacheCoalesced) != 99 || rec.Count(llm.EventCacheStore) != 1 {
+			t.Fatalf("cached=%d coalesced=%d stores=%d, want 99, 99, 1", cached, rec.Count(llm.EventCacheCoalesced), rec.Count(llm.EventCacheStore))
 		}
 	})
 }
@@ -248,7 +248,7 @@ func TestTTLAndStale(t *testing.T) {
 		}
 		up := &llmtest.Fake{Steps: []llmtest.Step{{Text: "v1"}}, Default: llmtest.Step{Err: llmtest.Error(llm.KindUnavailable)}}
 		c := cache.Middleware()(up)
-		rec := newRecorder()
+		rec := &llmtest.Recorder{}
 		ctx := llm.WithObserver(context.Background(), rec)
 		if _, err := c.Generate(ctx, det("q")); err != nil {
 			t.Fatal(err)
@@ -273,8 +273,8 @@ func TestTTLAndStale(t *testing.T) {
 		if again, _ := cache.Stale(ctx, det("q")); again.Text != "v1" {
 			t.Fatal("Stale handed out the stored response itself")
 		}
-		if rec.n(llm.EventCacheStale) != 2 {
-			t.Fatalf("stale events = %d, want 2", rec.n(llm.EventCacheStale))
+		if rec.Count(llm.EventCacheStale) != 2 {
+			t.Fatalf("stale events = %d, want 2", rec.Count(llm.EventCacheStale))
 		}
 		skip := det("q")
 		skip.Cache = llm.CacheSkipRead

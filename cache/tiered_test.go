@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -33,7 +34,7 @@ func TestTieredFillsL1FromL2(t *testing.T) {
 	mw1, _ := Middleware(t1)
 	mw2, _ := Middleware(t2)
 	up := &llmtest.Fake{Default: llmtest.Step{Text: "tiered"}}
-	rec := newRecorder()
+	rec := &llmtest.Recorder{}
 	ctx := llm.WithObserver(context.Background(), rec)
 	mw1(up).Generate(ctx, det("q"))
 	l1a.Wait()
@@ -49,8 +50,8 @@ func TestTieredFillsL1FromL2(t *testing.T) {
 	if _, ok, _ := l1b.Get(ctx, key); !ok {
 		t.Fatal("an L2 hit did not fill L1")
 	}
-	if !rec.sources["tiered"] || len(rec.sources) != 1 {
-		t.Fatalf("sources = %v, want tiered", rec.sources)
+	if !slices.Equal(rec.Sources(), []string{"tiered"}) {
+		t.Fatalf("sources = %v, want tiered", rec.Sources())
 	}
 	if _, err := NewTiered(nil, l2); err == nil {
 		t.Error("NewTiered with a nil level succeeded")
@@ -62,7 +63,7 @@ func TestTieredWithDeadL2(t *testing.T) {
 	tr, _ := NewTiered(l1, failingStore{})
 	c, _ := New(tr)
 	up := &llmtest.Fake{Default: llmtest.Step{Text: "answer"}}
-	rec := newRecorder()
+	rec := &llmtest.Recorder{}
 	ctx := llm.WithObserver(context.Background(), rec)
 	client := c.Middleware()(up)
 	if _, err := client.Generate(ctx, det("q")); err != nil {
@@ -74,18 +75,18 @@ func TestTieredWithDeadL2(t *testing.T) {
 		t.Fatalf("with L2 down: %+v, %v, calls %d: want an L1 hit", resp, err, up.Calls())
 	}
 	// The miss's Get and Set failed on L2: two errors, reported, not fatal.
-	if rec.n(llm.EventCacheError) != 2 {
-		t.Fatalf("cache errors = %d, want 2", rec.n(llm.EventCacheError))
+	if rec.Count(llm.EventCacheError) != 2 {
+		t.Fatalf("cache errors = %d, want 2", rec.Count(llm.EventCacheError))
 	}
 }
 
 func TestStaleReportsStoreErrors(t *testing.T) {
 	c, _ := New(failingStore{})
-	rec := newRecorder()
+	rec := &llmtest.Recorder{}
 	if _, ok := c.Stale(llm.WithObserver(context.Background(), rec), det("q")); ok {
 		t.Fatal("Stale answered from a failing store")
 	}
-	if rec.n(llm.EventCacheError) != 1 || !rec.sources["dead"] {
-		t.Fatalf("events %v from %v, want one cache error from dead", rec.counts, rec.sources)
+	if rec.Count(llm.EventCacheError) != 1 || !slices.Contains(rec.Sources(), "dead") {
+		t.Fatalf("events %v from %v, want one cache error from dead", rec.Counts(), rec.Sources())
 	}
 }

@@ -65,7 +65,7 @@ func limiterOn(t *testing.T, st store, cfg Config) *Limiter {
 }
 
 func TestFailOpenAdmitsAndCounts(t *testing.T) {
-	rec := &recorder{}
+	rec := &llmtest.Recorder{}
 	l := limiterOn(t, &scriptedStore{err: errDown}, Config{RPM: 1, TPM: 100, Observer: rec})
 	c := l.Middleware()(&llmtest.Fake{})
 	for range 5 {
@@ -73,20 +73,20 @@ func TestFailOpenAdmitsAndCounts(t *testing.T) {
 			t.Fatalf("fail open refused a call: %v", err)
 		}
 	}
-	if n := rec.count(llm.EventLimit, "fail_open"); n != 5 {
+	if n := countEvents(rec, llm.EventLimit, "fail_open"); n != 5 {
 		t.Fatalf("%d fail_open events, want 5", n)
 	}
-	ev, _ := rec.last(llm.EventLimit)
+	ev, _ := lastEvent(rec, llm.EventLimit)
 	if !errors.Is(ev.Err, llm.ErrUnavailable) || ev.Tokens == 0 {
 		t.Fatalf("event %+v: want the store's error and the tokens reserved", ev)
 	}
-	if rec.count(llm.EventLimitSettle, "") != 5 {
+	if countEvents(rec, llm.EventLimitSettle, "") != 5 {
 		t.Fatal("reservations made while failing open were not settled")
 	}
 }
 
 func TestFailClosedRefusesWithTheCause(t *testing.T) {
-	rec := &recorder{}
+	rec := &llmtest.Recorder{}
 	l := limiterOn(t, &scriptedStore{err: errDown}, Config{RPM: 100, OnRedisError: FailClosed, Observer: rec})
 	fake := &llmtest.Fake{}
 	_, err := l.Middleware()(fake).Generate(context.Background(), llm.Prompt("x"))
@@ -94,14 +94,14 @@ func TestFailClosedRefusesWithTheCause(t *testing.T) {
 	if !errors.As(err, &e) || e.Kind != llm.KindRateLimited || e.RetryAfter <= 0 || !errors.Is(e.Err, llm.ErrUnavailable) {
 		t.Fatalf("%v: want rate_limited with a RetryAfter, caused by the store", err)
 	}
-	if fake.Calls() != 0 || rec.count(llm.EventLimit, "fail_closed") != 1 {
-		t.Fatalf("provider calls %d, fail_closed events %d: want 0 and 1", fake.Calls(), rec.count(llm.EventLimit, "fail_closed"))
+	if fake.Calls() != 0 || countEvents(rec, llm.EventLimit, "fail_closed") != 1 {
+		t.Fatalf("provider calls %d, fail_closed events %d: want 0 and 1", fake.Calls(), countEvents(rec, llm.EventLimit, "fail_closed"))
 	}
 }
 
 func TestLocalShareKeepsEachReplicaToItsShare(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		rec := &recorder{}
+		rec := &llmtest.Recorder{}
 		l := limiterOn(t, &scriptedStore{err: errDown}, Config{RPM: 30, Replicas: 3, Window: time.Minute,
 			OnRedisError: LocalShare, Observer: rec})
 		c := l.Middleware()(&llmtest.Fake{})
@@ -121,7 +121,7 @@ func TestLocalShareKeepsEachReplicaToItsShare(t *testing.T) {
 		if n := admitted(); n != 10 {
 			t.Fatalf("%d admitted, want 10, a third of 30", n)
 		}
-		if a := rec.count(llm.EventLimit, "local_share"); a != 20 {
+		if a := countEvents(rec, llm.EventLimit, "local_share"); a != 20 {
 			t.Fatalf("%d local_share events, want one per decision", a)
 		}
 		time.Sleep(time.Minute) // the next window (fake clock)

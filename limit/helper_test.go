@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/llmkit/llmkit/llm"
+	"github.com/llmkit/llmkit/llm/llmtest"
 )
 
 // The replicas of the multi-process tests are this test binary, started
@@ -237,7 +238,7 @@ func (a *auditStore) settle(ctx context.Context, key string, id int64, reqs, tok
 func loadReplica() error {
 	rdb := newClient(os.Getenv("LIMIT_ADDR"))
 	defer rdb.Close()
-	rec := &recorder{}
+	rec := &llmtest.Recorder{}
 	l, err := New(Config{Redis: rdb, Prefix: os.Getenv("LIMIT_PREFIX"), RPM: envInt("LIMIT_RPM"), TPM: envInt("LIMIT_TPM"),
 		Window: envMs("LIMIT_WINDOW_MS"), Lease: envInt("LIMIT_LEASE"), Timeout: time.Second, Observer: rec})
 	if err != nil {
@@ -299,8 +300,8 @@ func loadReplica() error {
 		fmt.Fprintln(w, "U", u[0], u[1])
 	}
 	slices.Sort(lat)
-	fmt.Fprintln(w, "degraded", rec.count(llm.EventLimit, FailOpen.String()))
-	for _, ev := range rec.evs {
+	fmt.Fprintln(w, "degraded", countEvents(rec, llm.EventLimit, FailOpen.String()))
+	for _, ev := range rec.Events() {
 		if ev.Reason == FailOpen.String() {
 			fmt.Fprintln(os.Stderr, "Redis failed to decide:", ev.Err)
 		}

@@ -50,7 +50,7 @@ func hintsOn(st hintStore, obs llm.Observer) *Hints {
 func TestHintsReadThroughACacheAtMostRefreshStale(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		st := &memHints{until: map[string]time.Time{}}
-		rec := &recorder{}
+		rec := &llmtest.Recorder{}
 		h := hintsOn(st, rec)
 		ctx := context.Background()
 		if !h.CoolingUntil(ctx, "dep").IsZero() {
@@ -69,7 +69,7 @@ func TestHintsReadThroughACacheAtMostRefreshStale(t *testing.T) {
 		if want := time.Now().Add(9500 * time.Millisecond); !u.Equal(want) {
 			t.Fatalf("cooling until %v, want %v", u, want)
 		}
-		if ev, ok := rec.last(llm.EventCooldown); !ok || ev.Reason != "shared" || ev.Source != "dep" {
+		if ev, ok := lastEvent(rec, llm.EventCooldown); !ok || ev.Reason != "shared" || ev.Source != "dep" {
 			t.Fatalf("event %+v, want a shared cooldown of dep", ev)
 		}
 		time.Sleep(10 * time.Second)
@@ -100,7 +100,7 @@ func TestHintsAreExtendOnlyAndCapped(t *testing.T) {
 func TestHintsStoreDownLocalStateDecides(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		st := &memHints{until: map[string]time.Time{}, err: errDown}
-		rec := &recorder{}
+		rec := &llmtest.Recorder{}
 		h := hintsOn(st, rec)
 		ctx := context.Background()
 		if !h.CoolingUntil(ctx, "dep").IsZero() {
@@ -110,8 +110,8 @@ func TestHintsStoreDownLocalStateDecides(t *testing.T) {
 		if h.CoolingUntil(ctx, "dep").IsZero() {
 			t.Fatal("this replica's own cooldown was lost with the store")
 		}
-		if rec.count(llm.EventLimit, "fail_open") != 2 {
-			t.Fatalf("store failures reported %d times, want 2 (one read, one publish)", rec.count(llm.EventLimit, "fail_open"))
+		if countEvents(rec, llm.EventLimit, "fail_open") != 2 {
+			t.Fatalf("store failures reported %d times, want 2 (one read, one publish)", countEvents(rec, llm.EventLimit, "fail_open"))
 		}
 	})
 }
@@ -119,7 +119,7 @@ func TestHintsStoreDownLocalStateDecides(t *testing.T) {
 func TestHintsMiddlewarePublishesAndFailsFast(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		st := &memHints{until: map[string]time.Time{}}
-		rec := &recorder{}
+		rec := &llmtest.Recorder{}
 		h := hintsOn(st, rec)
 		ctx := context.Background()
 		limited := &llm.Error{Kind: llm.KindRateLimited, Status: 429, Provider: "openai", RetryAfter: 3 * time.Second}
@@ -132,7 +132,7 @@ func TestHintsMiddlewarePublishesAndFailsFast(t *testing.T) {
 		if llm.KindOf(err) != llm.KindCircuitOpen || llm.RetryAfterOf(err) != 3*time.Second || fake.Calls() != 1 {
 			t.Fatalf("%v (calls %d): want circuit_open for the 3 s left, without calling", err, fake.Calls())
 		}
-		if ev, _ := rec.last(llm.EventCooldown); ev.Reason != "rate_limited" || ev.Delay != 3*time.Second {
+		if ev, _ := lastEvent(rec, llm.EventCooldown); ev.Reason != "rate_limited" || ev.Delay != 3*time.Second {
 			t.Fatalf("event %+v", ev)
 		}
 		time.Sleep(3 * time.Second)

@@ -151,7 +151,7 @@ func killedReplica() error {
 	ready.Add(len(modes))
 	go func() { ready.Wait(); fmt.Println("ready") }()
 	for i, mode := range modes {
-		rec := &recorder{}
+		rec := &llmtest.Recorder{}
 		l, err := New(Config{Redis: rdb, Prefix: "killed:", Name: mode.String(), RPM: killedRPM, Window: time.Minute,
 			OnRedisError: mode, Replicas: 3, Timeout: 2 * time.Second, BreakerFailures: 3, Observer: rec})
 		if err != nil {
@@ -175,15 +175,15 @@ func killedReplica() error {
 
 // callUntilDegraded calls c as killedReplica says, calling ready once
 // Redis has decided killedReady calls, and returns the counts.
-func callUntilDegraded(c llm.Client, mode Mode, rec *recorder, ready func()) (map[string]int, error) {
+func callUntilDegraded(c llm.Client, mode Mode, rec *llmtest.Recorder, ready func()) (map[string]int, error) {
 	n := map[string]int{}
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	deadline := time.Now().Add(time.Minute)
 	signaled := false
-	for rec.count(llm.EventLimit, mode.String()) < killedAfter {
+	for countEvents(rec, llm.EventLimit, mode.String()) < killedAfter {
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("%v: the mode decided %d calls in a minute: was Redis killed?", mode, rec.count(llm.EventLimit, mode.String()))
+			return nil, fmt.Errorf("%v: the mode decided %d calls in a minute: was Redis killed?", mode, countEvents(rec, llm.EventLimit, mode.String()))
 		}
 		_, err := c.Generate(context.Background(), llm.Prompt("x"))
 		n["calls"]++
@@ -198,17 +198,16 @@ func callUntilDegraded(c llm.Client, mode Mode, rec *recorder, ready func()) (ma
 			n["other"]++
 			fmt.Fprintf(os.Stderr, "%v: call failed: %v\n", mode, err)
 		}
-		if !signaled && rec.count(llm.EventLimit, "allowed") >= killedReady {
+		if !signaled && countEvents(rec, llm.EventLimit, "allowed") >= killedReady {
 			signaled = true
 			ready()
 		}
-		if rec.count(llm.EventLimit, mode.String()) == 0 {
+		if countEvents(rec, llm.EventLimit, mode.String()) == 0 {
 			<-tick.C // paced while Redis decides; as fast as it goes once the mode does
 		}
 	}
-	n["allowed"], n["rejected"] = rec.count(llm.EventLimit, "allowed"), rec.count(llm.EventLimit, "rejected")
-	rec.mu.Lock()
-	for _, ev := range rec.evs {
+	n["allowed"], n["rejected"] = countEvents(rec, llm.EventLimit, "allowed"), countEvents(rec, llm.EventLimit, "rejected")
+	for _, ev := range rec.Events() {
 		switch {
 		case ev.Kind == llm.EventLimit && ev.Reason == mode.String():
 			n["degraded"]++
@@ -219,7 +218,6 @@ func callUntilDegraded(c llm.Client, mode Mode, rec *recorder, ready func()) (ma
 			n["breaker_open"]++
 		}
 	}
-	rec.mu.Unlock()
 	return n, nil
 }
 
@@ -234,7 +232,7 @@ func storeFailure(err error) bool {
 func TestEntriesLeaveTheWindow(t *testing.T) {
 	rdb, prefix := liveRedis(t)
 	for _, tpm := range []int{0, 1000} {
-		rec := &recorder{}
+		rec := &llmtest.Recorder{}
 		l := newLimiter(t, Config{Redis: rdb, Prefix: prefix, Name: strconv.Itoa(tpm), RPM: 2, TPM: tpm,
 			Window: 200 * time.Millisecond, Observer: rec})
 		c := l.Middleware()(&llmtest.Fake{})
@@ -248,7 +246,7 @@ func TestEntriesLeaveTheWindow(t *testing.T) {
 			}
 			time.Sleep(time.Millisecond) // pacing the polls
 		}
-		if n := rec.count(llm.EventLimit, "fail_open"); n != 0 {
+		if n := countEvents(rec, llm.EventLimit, "fail_open"); n != 0 {
 			t.Fatalf("tpm %d: %d decisions failed on Redis", tpm, n)
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,55 +18,33 @@ import (
 	"github.com/llmkit/llmkit/llm/llmtest"
 )
 
-// quietRedis drops go-redis's own log lines (dial failures the tests cause
-// on purpose).
-type quietRedis struct{}
-
-func (quietRedis) Printf(context.Context, string, ...any) {}
-
 func TestMain(m *testing.M) {
-	goredis.SetLogger(quietRedis{})
+	redistest.QuietLogs()
 	if name := os.Getenv(helperEnv); name != "" {
 		os.Exit(runHelper(name)) // a replica started by a test of this package
 	}
 	goleak.VerifyTestMain(m)
 }
 
-// recorder keeps the events it hears.
-type recorder struct {
-	mu  sync.Mutex
-	evs []llm.Event
-}
-
-func (r *recorder) Observe(_ context.Context, ev llm.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.evs = append(r.evs, ev)
-}
-
-// count returns how many events of kind with reason (any when "") it heard.
-func (r *recorder) count(kind llm.EventKind, reason string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// countEvents returns how many events of kind with reason (any when "")
+// rec heard.
+func countEvents(rec *llmtest.Recorder, kind llm.EventKind, reason string) int {
 	n := 0
-	for _, ev := range r.evs {
-		if ev.Kind == kind && (reason == "" || ev.Reason == reason) {
+	for _, ev := range rec.Events(kind) {
+		if reason == "" || ev.Reason == reason {
 			n++
 		}
 	}
 	return n
 }
 
-// last returns the last event of kind.
-func (r *recorder) last(kind llm.EventKind) (llm.Event, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for i := len(r.evs) - 1; i >= 0; i-- {
-		if r.evs[i].Kind == kind {
-			return r.evs[i], true
-		}
+// lastEvent returns the last event of kind rec heard.
+func lastEvent(rec *llmtest.Recorder, kind llm.EventKind) (llm.Event, bool) {
+	evs := rec.Events(kind)
+	if len(evs) == 0 {
+		return llm.Event{}, false
 	}
-	return llm.Event{}, false
+	return evs[len(evs)-1], true
 }
 
 func newClient(addr string) *goredis.Client {
@@ -161,7 +138,7 @@ func TestConformance(t *testing.T) {
 
 func TestRPMRefusesOverTheLimitPerKey(t *testing.T) {
 	rdb, prefix := liveRedis(t)
-	rec := &recorder{}
+	rec := &llmtest.Recorder{}
 	l := newLimiter(t, Config{Redis: rdb, Prefix: prefix, RPM: 3, Observer: rec})
 	fake := &llmtest.Fake{}
 	c := l.Middleware()(fake)
@@ -186,10 +163,10 @@ func TestRPMRefusesOverTheLimitPerKey(t *testing.T) {
 	if _, err := c.Generate(ctx, other); err != nil {
 		t.Fatalf("another tenant: %v", err)
 	}
-	if a, r := rec.count(llm.EventLimit, "allowed"), rec.count(llm.EventLimit, "rejected"); a != 4 || r != 1 {
+	if a, r := countEvents(rec, llm.EventLimit, "allowed"), countEvents(rec, llm.EventLimit, "rejected"); a != 4 || r != 1 {
 		t.Fatalf("events: %d allowed, %d rejected; want 4 and 1", a, r)
 	}
-	if ev, _ := rec.last(llm.EventLimit); ev.Source != "limit" || ev.Request != other {
+	if ev, _ := lastEvent(rec, llm.EventLimit); ev.Source != "limit" || ev.Request != other {
 		t.Fatalf("event %+v: want Source limit and the caller's request", ev)
 	}
 }
@@ -210,7 +187,7 @@ func TestRetryAfterIsWhenTheOldestLeaves(t *testing.T) {
 
 func TestTokensAreReservedThenSettled(t *testing.T) {
 	rdb, prefix := liveRedis(t)
-	rec := &recorder{}
+	rec := &llmtest.Recorder{}
 	l := newLimiter(t, Config{Redis: rdb, Prefix: prefix, TPM: 1000, Observer: rec})
 	used := llm.Usage{InputTokens: 40, OutputTokens: 60}
 	fake := &llmtest.Fake{Default: llmtest.Step{Response: &llm.Response{Usage: used}}}
@@ -234,13 +211,13 @@ func TestTokensAreReservedThenSettled(t *testing.T) {
 	if got := tokensHeld(t, rdb, l, ""); got != 100*want {
 		t.Fatalf("Redis holds %d tokens, want %d", got, 100*want)
 	}
-	if ev, _ := rec.last(llm.EventLimitSettle); ev.Tokens != 100 || ev.Err != nil {
+	if ev, _ := lastEvent(rec, llm.EventLimitSettle); ev.Tokens != 100 || ev.Err != nil {
 		t.Fatalf("settle event %+v, want Tokens 100", ev)
 	}
-	if ev, _ := rec.last(llm.EventLimit); ev.Reason != "rejected" {
+	if ev, _ := lastEvent(rec, llm.EventLimit); ev.Reason != "rejected" {
 		t.Fatalf("last decision %+v, want rejected", ev)
 	}
-	if rec.count(llm.EventLimit, "allowed") != want {
+	if countEvents(rec, llm.EventLimit, "allowed") != want {
 		t.Fatal("allowed events do not match the calls admitted")
 	}
 }
@@ -374,14 +351,14 @@ func TestLimitsPerCall(t *testing.T) {
 
 func TestCanceledCallIsNotDecided(t *testing.T) {
 	rdb, prefix := liveRedis(t)
-	rec := &recorder{}
+	rec := &llmtest.Recorder{}
 	l := newLimiter(t, Config{Redis: rdb, Prefix: prefix, RPM: 5, Observer: rec})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := l.Middleware()(&llmtest.Fake{}).Generate(ctx, llm.Prompt("x")); llm.KindOf(err) != llm.KindCanceled {
 		t.Fatalf("%v, want canceled", err)
 	}
-	if rec.count(llm.EventLimit, "") != 0 {
+	if countEvents(rec, llm.EventLimit, "") != 0 {
 		t.Fatal("a canceled call was decided")
 	}
 }

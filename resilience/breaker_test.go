@@ -31,7 +31,7 @@ func TestBreakerBoundaries(t *testing.T) {
 		if b.State() != llm.BreakerOpen {
 			t.Fatalf("state %v after 5 failures, want open", b.State())
 		}
-		if ev := rec.of(llm.EventBreakerState); len(ev) != 1 || ev[0].State != llm.BreakerOpen || ev[0].Source != "primary" {
+		if ev := rec.Events(llm.EventBreakerState); len(ev) != 1 || ev[0].State != llm.BreakerOpen || ev[0].Source != "primary" {
 			t.Fatalf("breaker events %+v", ev)
 		}
 
@@ -89,7 +89,7 @@ func TestBreakerBoundaries(t *testing.T) {
 				t.Fatalf("observer saw %v, want %v", fromObserver, want)
 			}
 		}
-		if got := len(rec.of(llm.EventBreakerState)); got != len(want) {
+		if got := rec.Count(llm.EventBreakerState); got != len(want) {
 			t.Fatalf("%d breaker events through llm.Emit, want %d", got, len(want))
 		}
 	})
@@ -281,7 +281,7 @@ func TestBreakerConcurrentCallers(t *testing.T) {
 // that did answer. The cancellation is no state change.
 func TestCanceledProbeFreesItsSlot(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		rec := &recorder{}
+		rec := &llmtest.Recorder{}
 		b := breaker(t, BreakerConfig{FailureThreshold: 1, Delay: time.Minute, Probes: 2, Observer: rec})
 		fake := &llmtest.Fake{Steps: []llmtest.Step{{Err: llmtest.Error(llm.KindUnavailable)}},
 			Default: llmtest.Step{Latency: 10 * time.Second}}
@@ -317,7 +317,7 @@ func TestCanceledProbeFreesItsSlot(t *testing.T) {
 			t.Fatalf("probes %v, %v; state %v: want both answered and the breaker closed", errs[1], errs[2], b.State())
 		}
 		var states []llm.BreakerState
-		for _, ev := range rec.of(llm.EventBreakerState) {
+		for _, ev := range rec.Events(llm.EventBreakerState) {
 			states = append(states, ev.State)
 		}
 		if want := []llm.BreakerState{llm.BreakerOpen, llm.BreakerHalfOpen, llm.BreakerClosed}; !slices.Equal(states, want) {
@@ -367,19 +367,19 @@ func TestDefaultBreakerReportsToConfigObserver(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Retry = &RetryConfig{MaxAttempts: 1}
 	cfg.Fallback = nil
-	own := &recorder{}
+	own := &llmtest.Recorder{}
 	cfg.Observer = own
 	c := wrap(t, cfg, &llmtest.Fake{Default: llmtest.Step{Err: llmtest.Error(llm.KindUnavailable)}})
 	for range 4 {
 		c.Generate(context.Background(), llm.Prompt("x"))
 	}
-	if len(own.of(llm.EventBreakerState)) != 0 {
-		t.Fatalf("a change after 4 failures: %+v", own.of(llm.EventBreakerState))
+	if own.Count(llm.EventBreakerState) != 0 {
+		t.Fatalf("a change after 4 failures: %+v", own.Events(llm.EventBreakerState))
 	}
 	ctx, onCall := observed()
 	c.Generate(ctx, llm.Prompt("x"))
-	for _, r := range []*recorder{own, onCall} {
-		if ev := r.of(llm.EventBreakerState); len(ev) != 1 || ev[0].State != llm.BreakerOpen || ev[0].Source != "default" {
+	for _, r := range []*llmtest.Recorder{own, onCall} {
+		if ev := r.Events(llm.EventBreakerState); len(ev) != 1 || ev[0].State != llm.BreakerOpen || ev[0].Source != "default" {
 			t.Fatalf("breaker events %+v, want one open from %q", ev, "default")
 		}
 	}
@@ -390,7 +390,7 @@ func TestDefaultBreakerReportsToConfigObserver(t *testing.T) {
 // the observers on that call's context; the middlewares' own Config.Observer
 // hear the rest of their events, not the shared breaker's.
 func TestSharedBreakerReportsToItsBuilder(t *testing.T) {
-	builder, onA, onB := &recorder{}, &recorder{}, &recorder{}
+	builder, onA, onB := &llmtest.Recorder{}, &llmtest.Recorder{}, &llmtest.Recorder{}
 	br := breaker(t, BreakerConfig{Name: "shared", FailureThreshold: 2, Delay: time.Hour, Observer: builder})
 	failing := &llmtest.Fake{Default: llmtest.Step{Err: llmtest.Error(llm.KindUnavailable)}}
 	a := wrap(t, Config{SharedBreaker: br, Observer: onA}, failing)
@@ -398,13 +398,13 @@ func TestSharedBreakerReportsToItsBuilder(t *testing.T) {
 	a.Generate(context.Background(), llm.Prompt("q"))
 	ctx, onCall := observed()
 	b.Generate(ctx, llm.Prompt("q")) // the second failure opens it
-	if ev := builder.of(llm.EventBreakerState); len(ev) != 1 || ev[0].State != llm.BreakerOpen || ev[0].Source != "shared" {
+	if ev := builder.Events(llm.EventBreakerState); len(ev) != 1 || ev[0].State != llm.BreakerOpen || ev[0].Source != "shared" {
 		t.Fatalf("the builder's observer heard %+v, want one open", ev)
 	}
-	if ev := onCall.of(llm.EventBreakerState); len(ev) != 1 {
+	if ev := onCall.Events(llm.EventBreakerState); len(ev) != 1 {
 		t.Fatalf("the causing call's context heard %+v, want one change", ev)
 	}
-	if len(onA.of(llm.EventBreakerState))+len(onB.of(llm.EventBreakerState)) != 0 || len(onB.of(llm.EventAttempt)) != 1 {
-		t.Fatalf("middleware observers: a %+v, b %+v", onA.kinds(), onB.kinds())
+	if onA.Count(llm.EventBreakerState)+onB.Count(llm.EventBreakerState) != 0 || onB.Count(llm.EventAttempt) != 1 {
+		t.Fatalf("middleware observers: a %+v, b %+v", kinds(onA), kinds(onB))
 	}
 }

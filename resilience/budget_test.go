@@ -67,7 +67,7 @@ func TestTotalBudgetMatchesTimer(t *testing.T) {
 			}
 			_, err := c.Generate(ctx, req)
 			out = append(out, fmt.Sprintf("after %v: %v (%v)", time.Since(start), err, llm.KindOf(err)))
-			for _, ev := range rec.events {
+			for _, ev := range rec.Events() {
 				out = append(out, fmt.Sprintf("event %v attempt %d delay %v err %v", ev.Kind, ev.Attempt, ev.Delay, ev.Err))
 			}
 		})

@@ -33,7 +33,7 @@ func TestFallbackChainOrder(t *testing.T) {
 	if err != nil || resp.Text != DefaultErrorMessage || !resp.Degraded {
 		t.Fatalf("resp %+v err %v, want the static message", resp, err)
 	}
-	ev := rec.of(llm.EventFallback)
+	ev := rec.Events(llm.EventFallback)
 	if len(ev) != 2 || ev[0].Source != "stale" || ev[1].Source != "static" || ev[0].Reason != "unavailable" {
 		t.Fatalf("fallback events %+v", ev)
 	}
@@ -48,7 +48,7 @@ func TestFallbackClientAnswers(t *testing.T) {
 	if err != nil || resp.Text != "backup" || !resp.Degraded || resp.DegradedReason != llm.KindRateLimited {
 		t.Fatalf("resp %+v err %v", resp, err)
 	}
-	if ev := rec.of(llm.EventFallback); len(ev) != 1 || ev[0].Source != "client" || ev[0].Reason != "rate_limited" {
+	if ev := rec.Events(llm.EventFallback); len(ev) != 1 || ev[0].Source != "client" || ev[0].Reason != "rate_limited" {
 		t.Fatalf("events %+v", ev)
 	}
 }

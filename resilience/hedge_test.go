@@ -27,7 +27,7 @@ func TestHedgeFirstSuccessWins(t *testing.T) {
 		if time.Since(start) != 2*time.Second {
 			t.Fatalf("took %v, want 2s (hedge at 1s + 1s)", time.Since(start))
 		}
-		if ev := rec.of(llm.EventHedge); len(ev) != 1 || ev[0].Attempt != 2 {
+		if ev := rec.Events(llm.EventHedge); len(ev) != 1 || ev[0].Attempt != 2 {
 			t.Fatalf("hedge events %+v", ev)
 		}
 		if fake.InFlight() != 0 {

@@ -4,42 +4,18 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sync"
 	"testing"
 
 	"go.uber.org/goleak"
 
 	"github.com/llmkit/llmkit/llm"
+	"github.com/llmkit/llmkit/llm/llmtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// recorder collects events.
-type recorder struct {
-	mu     sync.Mutex
-	events []llm.Event
-}
-
-func (r *recorder) Observe(_ context.Context, ev llm.Event) {
-	r.mu.Lock()
-	r.events = append(r.events, ev)
-	r.mu.Unlock()
-}
-
-func (r *recorder) of(k llm.EventKind) []llm.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []llm.Event
-	for _, e := range r.events {
-		if e.Kind == k {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
-func observed() (context.Context, *recorder) {
-	r := &recorder{}
+func observed() (context.Context, *llmtest.Recorder) {
+	r := &llmtest.Recorder{}
 	return llm.WithObserver(context.Background(), r), r
 }
 
@@ -74,12 +50,12 @@ func force(b *Breaker, open bool) {
 
 func exactRetry(n int) *RetryConfig { return &RetryConfig{MaxAttempts: n, NoJitter: true} }
 
-// kinds returns the multiset of event kinds r saw, sorted.
-func (r *recorder) kinds() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]string, 0, len(r.events))
-	for _, e := range r.events {
+// kinds returns the multiset of event kinds r saw, with their reasons and
+// sources, sorted.
+func kinds(r *llmtest.Recorder) []string {
+	evs := r.Events()
+	out := make([]string, 0, len(evs))
+	for _, e := range evs {
 		out = append(out, fmt.Sprintf("%s/%s/%s", e.Kind, e.Reason, e.Source))
 	}
 	slices.Sort(out)

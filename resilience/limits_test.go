@@ -45,7 +45,7 @@ func TestBulkheadRejects(t *testing.T) {
 		if llm.KindOf(err) != llm.KindOverloaded {
 			t.Fatalf("err %v, want overloaded", err)
 		}
-		if ev := rec.of(llm.EventRejected); len(ev) != 1 || ev[0].Reason != "bulkhead" {
+		if ev := rec.Events(llm.EventRejected); len(ev) != 1 || ev[0].Reason != "bulkhead" {
 			t.Fatalf("events %+v", ev)
 		}
 	})
@@ -106,7 +106,7 @@ func TestRateLimitRejects(t *testing.T) {
 		if llm.KindOf(err) != llm.KindRateLimited || llm.RetryAfterOf(err) <= 0 {
 			t.Fatalf("err %v, want rate_limited with RetryAfter", err)
 		}
-		if ev := rec.of(llm.EventRejected); len(ev) != 1 || ev[0].Reason != "rate_limit" {
+		if ev := rec.Events(llm.EventRejected); len(ev) != 1 || ev[0].Reason != "rate_limit" {
 			t.Fatalf("events %+v", ev)
 		}
 		if fake.Calls() != 2 {

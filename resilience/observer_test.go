@@ -16,7 +16,7 @@ import (
 // fallbacks, from every emit site.
 func TestConfigObserverHearsWhatTheContextHears(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		own := &recorder{}
+		own := &llmtest.Recorder{}
 		fake := &llmtest.Fake{Func: func(n int, _ *llm.Request) llmtest.Step {
 			if n < 8 {
 				return llmtest.Step{Err: &llm.Error{Kind: llm.KindUnavailable, Status: 503}}
@@ -52,17 +52,17 @@ func TestConfigObserverHearsWhatTheContextHears(t *testing.T) {
 			synctest.Wait()
 		}
 
-		got, want := own.kinds(), viaCtx.kinds()
+		got, want := kinds(own), kinds(viaCtx)
 		if !slices.Equal(got, want) {
 			t.Fatalf("Config.Observer heard\n%v\nthe context's observer heard\n%v", got, want)
 		}
 		for _, k := range []llm.EventKind{llm.EventAttempt, llm.EventRetry, llm.EventBreakerState, llm.EventRejected, llm.EventFallback, llm.EventHedge} {
-			if len(own.of(k)) == 0 {
+			if own.Count(k) == 0 {
 				t.Errorf("no %s event; the scenario should produce one (got %v)", k, got)
 			}
 		}
 		reasons := map[string]bool{}
-		for _, ev := range own.of(llm.EventRejected) {
+		for _, ev := range own.Events(llm.EventRejected) {
 			reasons[ev.Reason] = true
 		}
 		if !reasons["bulkhead"] || !reasons["adaptive_limit"] || !reasons["rate_limit"] {
@@ -101,7 +101,7 @@ func TestPolicyObservers(t *testing.T) {
 			}, &llmtest.Fake{}, llm.EventRejected},
 		}
 		for _, tc := range cases {
-			rec := &recorder{}
+			rec := &llmtest.Recorder{}
 			mw, err := tc.mk(rec)
 			if err != nil {
 				t.Fatal(err)
@@ -110,8 +110,8 @@ func TestPolicyObservers(t *testing.T) {
 			for range 2 {
 				c.Generate(context.Background(), llm.Prompt("q"))
 			}
-			if len(rec.of(tc.want)) == 0 {
-				t.Errorf("%s: its observer heard %v, want a %s event", tc.name, rec.kinds(), tc.want)
+			if rec.Count(tc.want) == 0 {
+				t.Errorf("%s: its observer heard %v, want a %s event", tc.name, kinds(rec), tc.want)
 			}
 		}
 	})

@@ -23,7 +23,7 @@ func TestBackoffSequence(t *testing.T) {
 			t.Fatalf("err = %v, want the upstream's unavailable", err)
 		}
 		want := []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 3 * time.Second, 3 * time.Second}
-		retries := rec.of(llm.EventRetry)
+		retries := rec.Events(llm.EventRetry)
 		if len(retries) != len(want) {
 			t.Fatalf("%d retries, want %d", len(retries), len(want))
 		}
@@ -40,7 +40,7 @@ func TestBackoffSequence(t *testing.T) {
 		if fake.Calls() != 6 {
 			t.Fatalf("upstream calls = %d, want 6", fake.Calls())
 		}
-		attempts := rec.of(llm.EventAttempt)
+		attempts := rec.Events(llm.EventAttempt)
 		if len(attempts) != 6 || attempts[5].Attempt != 6 || attempts[5].Err == nil {
 			t.Fatalf("attempt events = %+v", attempts)
 		}
@@ -119,9 +119,9 @@ func TestDeadlineAwareSkip(t *testing.T) {
 		if llm.KindOf(err) != llm.KindUnavailable {
 			t.Fatalf("err = %v, want the last error (unavailable)", err)
 		}
-		if time.Since(start) != 0 || fake.Calls() != 1 || len(rec.of(llm.EventRetry)) != 0 {
+		if time.Since(start) != 0 || fake.Calls() != 1 || rec.Count(llm.EventRetry) != 0 {
 			t.Fatalf("elapsed %v, calls %d, retries %d: want an immediate return after 1 attempt",
-				time.Since(start), fake.Calls(), len(rec.of(llm.EventRetry)))
+				time.Since(start), fake.Calls(), rec.Count(llm.EventRetry))
 		}
 		// The total timeout is a deadline too.
 		fake2 := &llmtest.Fake{Steps: []llmtest.Step{{Err: llmtest.Error(llm.KindUnavailable)}}}

@@ -22,7 +22,7 @@ func rateLimited(after time.Duration) *llm.Error {
 // shorten it, a longer one extends it; the end is reported once noticed.
 func TestCooldownsOnlyExtend(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		ev := &events{}
+		ev := &llmtest.Recorder{}
 		up := &llmtest.Fake{Steps: []llmtest.Step{
 			{Latency: time.Second, Err: rateLimited(10 * time.Second)},
 			{Latency: 2 * time.Second, Err: rateLimited(time.Second)},
@@ -40,7 +40,7 @@ func TestCooldownsOnlyExtend(t *testing.T) {
 		if got := status(r, "a").CoolingFor; got != 9*time.Second {
 			t.Fatalf("at t=2s cooling for %v, want 9s (10s from t=1s): the shorter Retry-After shortened the cooldown", got)
 		}
-		if cds := ev.of(llm.EventCooldown); len(cds) != 1 || cds[0].Delay != 10*time.Second || cds[0].Reason != "rate_limited" || cds[0].Source != "a" {
+		if cds := ev.Events(llm.EventCooldown); len(cds) != 1 || cds[0].Delay != 10*time.Second || cds[0].Reason != "rate_limited" || cds[0].Source != "a" {
 			t.Fatalf("cooldown events %+v, want one of 10s, rate_limited, a", cds)
 		}
 		// While it cools, calls fail fast with circuit_open and when to
@@ -55,7 +55,7 @@ func TestCooldownsOnlyExtend(t *testing.T) {
 		}
 		time.Sleep(6 * time.Second)
 		call(t, context.Background(), r)
-		cds := ev.of(llm.EventCooldown)
+		cds := ev.Events(llm.EventCooldown)
 		if last := cds[len(cds)-1]; len(cds) != 2 || last.Delay != 0 || last.Reason != "rate_limited" {
 			t.Fatalf("cooldown events %+v, want the end (Delay 0) reported", cds)
 		}
@@ -160,7 +160,7 @@ func TestMaxWait(t *testing.T) {
 // on through the third.
 func TestKeysRotate(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		ev := &events{}
+		ev := &llmtest.Recorder{}
 		revoked := &llmtest.Fake{Default: llmtest.Step{Err: llmtest.Error(llm.KindAuth)}}
 		limited := &llmtest.Fake{Steps: []llmtest.Step{{Err: rateLimited(30 * time.Second)}}}
 		good := &llmtest.Fake{}
@@ -188,7 +188,7 @@ func TestKeysRotate(t *testing.T) {
 			t.Fatalf("key-2 got %d calls after its cooldown, want about half", limited.Calls())
 		}
 		var reasons []string
-		for _, e := range ev.of(llm.EventRoute) {
+		for _, e := range ev.Events(llm.EventRoute) {
 			if e.Reason != "ok" {
 				reasons = append(reasons, e.Source+":"+e.Reason)
 			}
@@ -227,7 +227,7 @@ func TestAttemptTimeout(t *testing.T) {
 func TestSharedCooldowns(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		shared := &memShared{until: map[string]time.Time{}}
-		ev := &events{}
+		ev := &llmtest.Recorder{}
 		flaky := &llmtest.Fake{Steps: []llmtest.Step{{Err: rateLimited(20 * time.Second)}}}
 		deps := func(c llm.Client) []router.Deployment {
 			return []router.Deployment{{Name: "a", Client: c, Weight: 1000}, {Name: "b", Client: &llmtest.Fake{}, Weight: 0.001}}
@@ -245,7 +245,7 @@ func TestSharedCooldowns(t *testing.T) {
 		if aOnTwo.Calls() != 0 {
 			t.Fatalf("replica two called a %d times while another replica's hint said it cools", aOnTwo.Calls())
 		}
-		if cds := ev.of(llm.EventCooldown); len(cds) != 1 || cds[0].Reason != "shared" || cds[0].Delay != 20*time.Second {
+		if cds := ev.Events(llm.EventCooldown); len(cds) != 1 || cds[0].Reason != "shared" || cds[0].Delay != 20*time.Second {
 			t.Fatalf("replica two's cooldown events %+v, want one shared 20s", cds)
 		}
 		time.Sleep(20 * time.Second)

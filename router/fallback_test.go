@@ -40,7 +40,7 @@ func TestFallbackByKind(t *testing.T) {
 	for kind, want := range map[llm.Kind]string{llm.KindContextLength: "large", llm.KindContentFilter: "other"} {
 		s1 := &llmtest.Fake{Default: llmtest.Step{Err: llmtest.Error(kind)}}
 		s2 := &llmtest.Fake{Default: llmtest.Step{Err: llmtest.Error(kind)}}
-		ev := &events{}
+		ev := &llmtest.Recorder{}
 		r := groups(t, s1, s2, ev)
 		resp := call(t, context.Background(), r)
 		if resp.Text != want || resp.Degraded {
@@ -49,7 +49,7 @@ func TestFallbackByKind(t *testing.T) {
 		if s1.Calls()+s2.Calls() != 1 {
 			t.Fatalf("%v: the small model was asked %d times, want once", kind, s1.Calls()+s2.Calls())
 		}
-		if fb := ev.of(llm.EventFallback); len(fb) != 1 || fb[0].Source != want || fb[0].Reason != kind.String() {
+		if fb := ev.Events(llm.EventFallback); len(fb) != 1 || fb[0].Source != want || fb[0].Reason != kind.String() {
 			t.Fatalf("%v: fallback events %+v", kind, fb)
 		}
 		if st := status(r, "small-1"); st.CoolingFor != 0 {
@@ -107,7 +107,7 @@ func TestMaxAttempts(t *testing.T) {
 // its duration.
 func TestRouteEvents(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		ev := &events{}
+		ev := &llmtest.Recorder{}
 		up := &llmtest.Fake{Steps: []llmtest.Step{
 			{Latency: time.Second, Err: llmtest.Error(llm.KindOverloaded)},
 			{Latency: 2 * time.Second},
@@ -117,7 +117,7 @@ func TestRouteEvents(t *testing.T) {
 		}})
 		ctxObs := llm.WithObserver(context.Background(), ev)
 		call(t, ctxObs, r)
-		routes := ev.of(llm.EventRoute)
+		routes := ev.Events(llm.EventRoute)
 		if len(routes) != 2 || routes[0].Reason != "overloaded" || routes[0].Duration != time.Second ||
 			routes[1].Reason != "ok" || routes[1].Duration != 2*time.Second || routes[0].Source == routes[1].Source {
 			t.Fatalf("route events %+v", routes)

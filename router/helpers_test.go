@@ -2,37 +2,11 @@ package router_test
 
 import (
 	"context"
-	"sync"
 	"testing"
 
 	"github.com/llmkit/llmkit/llm"
 	"github.com/llmkit/llmkit/router"
 )
-
-// events records what a router reports.
-type events struct {
-	mu  sync.Mutex
-	all []llm.Event
-}
-
-func (e *events) Observe(_ context.Context, ev llm.Event) {
-	e.mu.Lock()
-	e.all = append(e.all, ev)
-	e.mu.Unlock()
-}
-
-// of returns the recorded events of kind k.
-func (e *events) of(k llm.EventKind) []llm.Event {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	var out []llm.Event
-	for _, ev := range e.all {
-		if ev.Kind == k {
-			out = append(out, ev)
-		}
-	}
-	return out
-}
 
 func mustNew(t *testing.T, cfg router.Config) *router.Router {
 	t.Helper()

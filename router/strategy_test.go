@@ -19,7 +19,7 @@ func TestLowestLatencyPicksFaster(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		slow := &llmtest.Fake{Default: llmtest.Step{Latency: 80 * time.Millisecond}}
 		fast := &llmtest.Fake{Default: llmtest.Step{Latency: 20 * time.Millisecond}}
-		ev := &events{}
+		ev := &llmtest.Recorder{}
 		r := mustNew(t, router.Config{Strategy: router.LowestLatency, Observer: ev, Rand: rand.NewPCG(3, 4), Deployments: []router.Deployment{
 			{Name: "slow", Client: slow, Weight: 1}, {Name: "fast", Client: fast, Weight: 1},
 		}})

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -22,48 +23,9 @@ import (
 	"github.com/llmkit/llmkit/llm/llmtest"
 )
 
-// quietRedis drops go-redis's own log lines (dial failures the tests cause
-// on purpose).
-type quietRedis struct{}
-
-func (quietRedis) Printf(context.Context, string, ...any) {}
-
 func TestMain(m *testing.M) {
-	goredis.SetLogger(quietRedis{})
+	redistest.QuietLogs()
 	goleak.VerifyTestMain(m)
-}
-
-// recorder counts the events it hears, by kind, and keeps their sources
-// and errors.
-type recorder struct {
-	mu      sync.Mutex
-	counts  map[llm.EventKind]int
-	sources map[string]bool
-	states  []llm.BreakerState
-	errs    []error
-}
-
-func newRecorder() *recorder {
-	return &recorder{counts: map[llm.EventKind]int{}, sources: map[string]bool{}}
-}
-
-func (r *recorder) Observe(_ context.Context, ev llm.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.counts[ev.Kind]++
-	r.sources[ev.Source] = true
-	if ev.Kind == llm.EventBreakerState {
-		r.states = append(r.states, ev.State)
-	}
-	if ev.Err != nil {
-		r.errs = append(r.errs, ev.Err)
-	}
-}
-
-func (r *recorder) n(k llm.EventKind) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.counts[k]
 }
 
 func det(text string) *llm.Request {
@@ -146,7 +108,7 @@ func TestSharedBetweenClients(t *testing.T) {
 	up2 := &llmtest.Fake{}
 	c1 := middleware(t, newStore(t, rdb, Config{Prefix: prefix}))(up1)
 	c2 := middleware(t, newStore(t, other, Config{Prefix: prefix}))(up2)
-	rec := newRecorder()
+	rec := &llmtest.Recorder{}
 	ctx := llm.WithObserver(context.Background(), rec)
 
 	req := det("the confidential prompt")
@@ -158,8 +120,8 @@ func TestSharedBetweenClients(t *testing.T) {
 	if err != nil || !resp.Cached || resp.Text != "shared answer" || up2.Calls() != 0 {
 		t.Fatalf("second client: %+v, %v, upstream calls %d: want the first client's entry", resp, err, up2.Calls())
 	}
-	if !rec.sources["redis"] || rec.n(llm.EventCacheError) != 0 {
-		t.Fatalf("sources %v, errors %v", rec.sources, rec.errs)
+	if !slices.Contains(rec.Sources(), "redis") || rec.Count(llm.EventCacheError) != 0 {
+		t.Fatalf("sources %v, errors %v", rec.Sources(), rec.Errors())
 	}
 
 	keys, err := rdb.Keys(context.Background(), prefix+"*").Result()
@@ -200,11 +162,11 @@ func TestUnreachable(t *testing.T) {
 	ln.Close() // a closed loopback port: connections are refused
 	rdb := newClient(addr)
 	defer rdb.Close()
-	counting := newRecorder() // given at construction to the store and the cache
+	counting := &llmtest.Recorder{} // given at construction to the store and the cache
 	st := newStore(t, rdb, Config{BreakerFailures: 3, BreakerCooldown: time.Hour, Observer: counting})
 	up := &llmtest.Fake{Default: llmtest.Step{Text: "from the provider"}}
 	c := middleware(t, st, cache.WithObserver(counting))(up)
-	rec := newRecorder()
+	rec := &llmtest.Recorder{}
 	ctx := llm.WithObserver(context.Background(), rec)
 	for i := range 20 {
 		resp, err := c.Generate(ctx, det(fmt.Sprint("q", i)))
@@ -215,13 +177,14 @@ func TestUnreachable(t *testing.T) {
 	if st.BreakerState() != llm.BreakerOpen {
 		t.Fatalf("breaker %v after 20 failing calls, want open", st.BreakerState())
 	}
-	for name, r := range map[string]*recorder{"counting": counting, "context": rec} {
-		if r.n(llm.EventCacheError) != 40 || r.n(llm.EventCacheMiss) != 20 || r.n(llm.EventBreakerState) != 1 {
-			t.Fatalf("%s observer heard %v: want 40 cache errors, 20 misses, one breaker change", name, r.counts)
+	for name, r := range map[string]*llmtest.Recorder{"counting": counting, "context": rec} {
+		if r.Count(llm.EventCacheError) != 40 || r.Count(llm.EventCacheMiss) != 20 || r.Count(llm.EventBreakerState) != 1 {
+			t.Fatalf("%s observer heard %v: want 40 cache errors, 20 misses, one breaker change", name, r.Counts())
 		}
 	}
 	var opened int
-	for _, err := range rec.errs {
+	errs := rec.Errors()
+	for _, err := range errs {
 		if errors.Is(err, ErrOpen) {
 			opened++
 		}
@@ -231,7 +194,7 @@ func TestUnreachable(t *testing.T) {
 	}
 	// 3 real failures open it; every later Get and Set fails fast.
 	if opened != 37 {
-		t.Fatalf("%d of %d store errors came from the open breaker, want 37: Redis kept being called", opened, len(rec.errs))
+		t.Fatalf("%d of %d store errors came from the open breaker, want 37: Redis kept being called", opened, len(errs))
 	}
 }
 
@@ -285,7 +248,7 @@ func (f *flakyRedis) setDown(down bool) {
 func TestBreakerRecovers(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fr := &flakyRedis{m: map[string]string{}}
-		obs := newRecorder()
+		obs := &llmtest.Recorder{}
 		st := newStore(t, fr, Config{BreakerFailures: 2, BreakerCooldown: time.Minute, Observer: obs})
 		ctx := context.Background()
 		key := mustKey(t, det("q"))
@@ -325,8 +288,12 @@ func TestBreakerRecovers(t *testing.T) {
 			t.Fatalf("%d Redis calls after the breaker opened (want the 3 after the cooldown), breaker %v", calls, st.BreakerState())
 		}
 		want := []llm.BreakerState{llm.BreakerOpen, llm.BreakerHalfOpen, llm.BreakerClosed}
-		if fmt.Sprint(obs.states) != fmt.Sprint(want) || !obs.sources["redis"] {
-			t.Fatalf("breaker events %v from %v, want %v from redis", obs.states, obs.sources, want)
+		var states []llm.BreakerState
+		for _, ev := range obs.Events(llm.EventBreakerState) {
+			states = append(states, ev.State)
+		}
+		if !slices.Equal(states, want) || !slices.Contains(obs.Sources(), "redis") {
+			t.Fatalf("breaker events %v from %v, want %v from redis", states, obs.Sources(), want)
 		}
 	})
 }
@@ -386,7 +353,7 @@ func TestStoppedMidTest(t *testing.T) {
 	defer rdb.Close()
 	up := &llmtest.Fake{Default: llmtest.Step{Text: "answer"}}
 	c := middleware(t, newStore(t, rdb, Config{Prefix: prefix}))(up)
-	rec := newRecorder()
+	rec := &llmtest.Recorder{}
 	ctx := llm.WithObserver(context.Background(), rec)
 
 	c.Generate(ctx, det("q"))
@@ -400,10 +367,10 @@ func TestStoppedMidTest(t *testing.T) {
 			t.Fatalf("call %d after Redis stopped: %+v, %v", i, resp, err)
 		}
 	}
-	if up.Calls() != 11 || rec.n(llm.EventCacheError) == 0 {
-		t.Fatalf("upstream calls %d (want 11), cache errors %d (want > 0)", up.Calls(), rec.n(llm.EventCacheError))
+	if up.Calls() != 11 || rec.Count(llm.EventCacheError) == 0 {
+		t.Fatalf("upstream calls %d (want 11), cache errors %d (want > 0)", up.Calls(), rec.Count(llm.EventCacheError))
 	}
-	for _, err := range rec.errs {
+	for _, err := range rec.Errors() {
 		if k := llm.KindOf(err); k != llm.KindUnavailable && k != llm.KindTimeout {
 			t.Fatalf("store error %v is %v, want unavailable or timeout", err, k)
 		}
@@ -428,7 +395,7 @@ func TestTieredFillsL1FromL2(t *testing.T) {
 	t1, l1a := newTier()
 	t2, l1b := newTier()
 	up := &llmtest.Fake{Default: llmtest.Step{Text: "tiered"}}
-	rec := newRecorder()
+	rec := &llmtest.Recorder{}
 	ctx := llm.WithObserver(context.Background(), rec)
 	middleware(t, t1)(up).Generate(ctx, det("q"))
 	l1a.Wait()
@@ -447,8 +414,9 @@ func TestTieredFillsL1FromL2(t *testing.T) {
 	if _, ok, _ := l1b.Get(ctx, key); !ok {
 		t.Fatal("an L2 hit did not fill L1")
 	}
-	if !rec.sources["tiered"] || len(rec.sources) != 1 {
-		t.Fatalf("sources = %v, want tiered", rec.sources)
+	// Every event came from the tiered store (none without a source).
+	if evs := rec.Events(); len(evs) == 0 || slices.ContainsFunc(evs, func(ev llm.Event) bool { return ev.Source != "tiered" }) {
+		t.Fatalf("sources = %v (events %v), want tiered", rec.Sources(), rec.Counts())
 	}
 }
 
@@ -518,7 +486,7 @@ func TestAsyncWritesBounded(t *testing.T) {
 	}()
 	rdb := newClient(ln.Addr().String())
 	defer rdb.Close()
-	obs, rec := newRecorder(), newRecorder()
+	obs, rec := &llmtest.Recorder{}, &llmtest.Recorder{}
 	st := newStore(t, rdb, Config{AsyncWrites: 1, Timeout: 20 * time.Millisecond, Observer: obs})
 	ctx := llm.WithObserver(context.Background(), rec)
 	e := cache.Entry{Response: &llm.Response{Text: "x"}, Expires: time.Now().Add(time.Hour), StaleUntil: time.Now().Add(time.Hour)}
@@ -529,9 +497,9 @@ func TestAsyncWritesBounded(t *testing.T) {
 		t.Fatalf("second Set while the first is stuck: %v, want ErrWritesBusy", err)
 	}
 	st.Wait()
-	for _, r := range []*recorder{obs, rec} {
-		if r.n(llm.EventCacheError) != 1 || llm.KindOf(r.errs[0]) != llm.KindTimeout {
-			t.Fatalf("cache errors %v, want 1 timeout for the stuck background write", r.errs)
+	for _, r := range []*llmtest.Recorder{obs, rec} {
+		if errs := r.Errors(); r.Count(llm.EventCacheError) != 1 || llm.KindOf(errs[0]) != llm.KindTimeout {
+			t.Fatalf("cache errors %v, want 1 timeout for the stuck background write", errs)
 		}
 	}
 }

@@ -3,6 +3,7 @@
 // 127.0.0.1:6379), and when it cannot be reached they fail when the CI
 // environment variable is set (CI must run every Redis test) and are
 // skipped elsewhere, with a message saying how to point them at a Redis.
+// QuietLogs keeps go-redis's own log lines out of test output.
 package redistest
 
 import (
@@ -30,3 +31,13 @@ func Require(tb testing.TB, rdb redis.UniversalClient, addr string) {
 		tb.Skip(msg)
 	}
 }
+
+// QuietLogs drops go-redis's own log lines (the dial failures and pool
+// warnings tests cause on purpose) for the rest of the process. Call it
+// once, from TestMain, before any client is made.
+func QuietLogs() { redis.SetLogger(quiet{}) }
+
+// quiet is a go-redis logger that writes nothing.
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}

@@ -1,5 +1,6 @@
-// Package llmtest is llmkit's test kit: a scripted fake llm.Client and the
-// conformance suite every adapter and decorator runs.
+// Package llmtest is llmkit's test kit: a scripted fake llm.Client, the
+// conformance suite every adapter and decorator runs, and a Recorder that
+// keeps the events a decorator reports.
 //
 // The Fake plays a script of Steps (latency, each error kind, hangs until
 // the context is done, streams of N chunks, streams cut after k chunks,
@@ -16,4 +17,9 @@
 //			return mymiddleware.New()(upstream)
 //		})
 //	}
+//
+// Recorder is an llm.Observer, safe for concurrent use, that keeps every
+// event it hears; a test gives it to the decorator under test (or puts it
+// on the call's context with llm.WithObserver) and checks Events, Count,
+// Counts, Sources or Errors afterwards.
 package llmtest
