@@ -8,6 +8,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/llmkit/llmkit/internal/redistest"
 	"github.com/llmkit/llmkit/llm"
 	"github.com/llmkit/llmkit/llm/llmtest"
 )
@@ -57,7 +58,7 @@ func (s *scriptedStore) breakerState() llm.BreakerState { return llm.BreakerClos
 // limiterOn builds a limiter on st instead of Redis.
 func limiterOn(t *testing.T, st store, cfg Config) *Limiter {
 	t.Helper()
-	cfg.Redis = newClient("127.0.0.1:1") // never called
+	cfg.Redis = redistest.Client("127.0.0.1:1") // never called
 	t.Cleanup(func() { cfg.Redis.(interface{ Close() error }).Close() })
 	l := newLimiter(t, cfg)
 	l.store = st

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/llmkit/llmkit/internal/redistest"
 	"github.com/llmkit/llmkit/llm"
 	"github.com/llmkit/llmkit/llm/llmtest"
 )
@@ -57,6 +58,8 @@ type replica struct {
 	cmd    *exec.Cmd
 	out    bytes.Buffer
 	stderr bytes.Buffer
+	// ready and done are set for a piped replica (startPiped) only.
+	ready, done chan struct{}
 }
 
 // startReplicas starts n helpers with env added. Each is killed by its PID
@@ -93,29 +96,24 @@ func wait(t *testing.T, rs []*replica, d time.Duration) {
 	})
 	defer timer.Stop()
 	for i, r := range rs {
+		if r.done != nil {
+			<-r.done // the output is read before Wait closes the pipe
+		}
 		if err := r.cmd.Wait(); err != nil {
 			t.Fatalf("replica %d: %v\n%s", i, err, r.stderr.String())
 		}
 	}
 }
 
-// pipedReplica is a helper process whose output the test reads as it
-// comes: ready is closed when it prints "ready", done when its output
-// ends; the other lines are in out once done is closed.
-type pipedReplica struct {
-	cmd         *exec.Cmd
-	ready, done chan struct{}
-	out         bytes.Buffer
-	stderr      bytes.Buffer
-}
-
 // startPiped starts n helpers with env added, each killed by its PID if it
-// still runs when the test ends.
-func startPiped(t *testing.T, helper string, n int, env ...string) []*pipedReplica {
+// still runs when the test ends, whose output the test reads as it comes:
+// ready is closed when one prints "ready", done when its output ends; the
+// other lines are in out once done is closed.
+func startPiped(t *testing.T, helper string, n int, env ...string) []*replica {
 	t.Helper()
-	rs := make([]*pipedReplica, n)
+	rs := make([]*replica, n)
 	for i := range rs {
-		r := &pipedReplica{cmd: exec.Command(os.Args[0], "-test.run=^$"), ready: make(chan struct{}), done: make(chan struct{})}
+		r := &replica{cmd: exec.Command(os.Args[0], "-test.run=^$"), ready: make(chan struct{}), done: make(chan struct{})}
 		r.cmd.Env = append(append(os.Environ(), helperEnv+"="+helper, fmt.Sprintf("LIMIT_REPLICA=%d", i)), env...)
 		r.cmd.Stderr = &r.stderr
 		stdout, err := r.cmd.StdoutPipe()
@@ -149,26 +147,8 @@ func startPiped(t *testing.T, helper string, n int, env ...string) []*pipedRepli
 	return rs
 }
 
-// waitPiped waits for every piped replica, at most d (then kills them),
-// and fails the test if one failed.
-func waitPiped(t *testing.T, rs []*pipedReplica, d time.Duration) {
-	t.Helper()
-	timer := time.AfterFunc(d, func() {
-		for _, r := range rs {
-			r.cmd.Process.Kill()
-		}
-	})
-	defer timer.Stop()
-	for i, r := range rs {
-		<-r.done // the output is read before Wait closes the pipe
-		if err := r.cmd.Wait(); err != nil {
-			t.Fatalf("replica %d: %v\n%s", i, err, r.stderr.String())
-		}
-	}
-}
-
 // counts returns the counts a killed replica printed for mode.
-func (r *pipedReplica) counts(t *testing.T, mode Mode) map[string]int {
+func (r *replica) counts(t *testing.T, mode Mode) map[string]int {
 	t.Helper()
 	for _, f := range fields(&r.out, "M") {
 		if f[0] != mode.String() {
@@ -236,7 +216,7 @@ func (a *auditStore) settle(ctx context.Context, key string, id int64, reqs, tok
 // ("degraded n") and the added latency ("lat p50 p99 calls rejected", in
 // ns).
 func loadReplica() error {
-	rdb := newClient(os.Getenv("LIMIT_ADDR"))
+	rdb := redistest.Client(os.Getenv("LIMIT_ADDR"))
 	defer rdb.Close()
 	rec := &llmtest.Recorder{}
 	l, err := New(Config{Redis: rdb, Prefix: os.Getenv("LIMIT_PREFIX"), RPM: envInt("LIMIT_RPM"), TPM: envInt("LIMIT_TPM"),
@@ -316,7 +296,7 @@ func loadReplica() error {
 // LIMIT_RETRY_MS, through Hints, and prints "until ns": the earliest the
 // cooldown it published can end.
 func coolPublisher() error {
-	rdb := newClient(os.Getenv("LIMIT_ADDR"))
+	rdb := redistest.Client(os.Getenv("LIMIT_ADDR"))
 	defer rdb.Close()
 	h, err := NewHints(rdb, HintsConfig{Prefix: os.Getenv("LIMIT_PREFIX"), Timeout: time.Second})
 	if err != nil {
@@ -339,7 +319,7 @@ func coolPublisher() error {
 // first outcome's kind ("first kind"), the calls that failed fast
 // ("failfast n") and when the deployment first saw a call ("reached ns").
 func coolFollower() error {
-	rdb := newClient(os.Getenv("LIMIT_ADDR"))
+	rdb := redistest.Client(os.Getenv("LIMIT_ADDR"))
 	defer rdb.Close()
 	h, err := NewHints(rdb, HintsConfig{Prefix: os.Getenv("LIMIT_PREFIX"), Timeout: time.Second})
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/llmkit/llmkit/internal/redistest"
 	"github.com/llmkit/llmkit/llm"
 	"github.com/llmkit/llmkit/llm/llmtest"
 )
@@ -49,7 +50,7 @@ func ownRedis(t *testing.T) (string, *exec.Cmd) {
 		}
 	})
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	rdb := newClient(addr)
+	rdb := redistest.Client(addr)
 	defer rdb.Close()
 	for i := 0; rdb.Ping(context.Background()).Err() != nil; i++ {
 		if i == 500 {
@@ -92,7 +93,7 @@ func TestRedisKilledMidway(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.Wait()
-	waitPiped(t, rs, time.Minute)
+	wait(t, rs, time.Minute)
 	share := killedRPM / 3
 	localAdmitted := 0
 	for i, r := range rs {
@@ -142,7 +143,7 @@ func TestRedisKilledMidway(t *testing.T) {
 // mode has decided killedAfter calls. It prints, per mode, "M mode
 // name=count ...": the calls, how they ended, and the limiter's events.
 func killedReplica() error {
-	rdb := newClient(os.Getenv("LIMIT_ADDR"))
+	rdb := redistest.Client(os.Getenv("LIMIT_ADDR"))
 	defer rdb.Close()
 	modes := []Mode{FailOpen, FailClosed, LocalShare}
 	counts := make([]map[string]int, len(modes))

@@ -3,7 +3,6 @@ package limit
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -47,36 +46,12 @@ func lastEvent(rec *llmtest.Recorder, kind llm.EventKind) (llm.Event, bool) {
 	return evs[len(evs)-1], true
 }
 
-func newClient(addr string) *goredis.Client {
-	return goredis.NewClient(&goredis.Options{
-		Addr:                  addr,
-		DialTimeout:           200 * time.Millisecond,
-		ReadTimeout:           200 * time.Millisecond,
-		WriteTimeout:          200 * time.Millisecond,
-		MaxRetries:            -1,
-		DisableIdentity:       true,
-		ContextTimeoutEnabled: true,
-	})
-}
-
 // liveRedis returns a client of the shared Redis ($LLMKIT_REDIS_ADDR) and
 // a key prefix of this test's own, deleted when the test ends. Without
 // Redis the test fails under CI and is skipped elsewhere.
 func liveRedis(t testing.TB) (*goredis.Client, string) {
 	t.Helper()
-	rdb := newClient(cacheredis.Addr())
-	t.Cleanup(func() { rdb.Close() })
-	redistest.Require(t, rdb, cacheredis.Addr())
-	prefix := fmt.Sprintf("llmkit-test:limit:%s:%d:", t.Name(), time.Now().UnixNano())
-	t.Cleanup(func() { deleteKeys(rdb, prefix) })
-	return rdb, prefix
-}
-
-func deleteKeys(rdb *goredis.Client, prefix string) {
-	ctx := context.Background()
-	if keys, _ := rdb.Keys(ctx, prefix+"*").Result(); len(keys) > 0 {
-		rdb.Del(ctx, keys...)
-	}
+	return redistest.Live(t, cacheredis.Addr(), "limit:")
 }
 
 func newLimiter(t testing.TB, cfg Config) *Limiter {
@@ -101,7 +76,7 @@ func tokensHeld(t *testing.T, rdb *goredis.Client, l *Limiter, scope string) int
 func TestNewRejectsBadConfig(t *testing.T) {
 	noTimeout := goredis.NewClient(&goredis.Options{Addr: "127.0.0.1:1"})
 	defer noTimeout.Close()
-	rdb := newClient("127.0.0.1:1")
+	rdb := redistest.Client("127.0.0.1:1")
 	defer rdb.Close()
 	var nilClient *goredis.Client
 	for name, cfg := range map[string]Config{

@@ -43,34 +43,12 @@ func mustKey(t *testing.T, r *llm.Request) cache.Key {
 	return k
 }
 
-func newClient(addr string) *goredis.Client {
-	return goredis.NewClient(&goredis.Options{
-		Addr:                  addr,
-		DialTimeout:           200 * time.Millisecond,
-		ReadTimeout:           200 * time.Millisecond,
-		WriteTimeout:          200 * time.Millisecond,
-		MaxRetries:            -1,
-		DisableIdentity:       true,
-		ContextTimeoutEnabled: true,
-	})
-}
-
 // liveRedis returns a client of the Redis at $LLMKIT_REDIS_ADDR and a key
 // prefix of this test's own, deleted when the test ends. When Redis is not
 // reachable the test fails under CI and is skipped elsewhere.
 func liveRedis(t *testing.T) (*goredis.Client, string) {
 	t.Helper()
-	rdb := newClient(Addr())
-	t.Cleanup(func() { rdb.Close() })
-	redistest.Require(t, rdb, Addr())
-	prefix := fmt.Sprintf("llmkit-test:%s:%d:", t.Name(), time.Now().UnixNano())
-	t.Cleanup(func() {
-		ctx := context.Background()
-		if keys, _ := rdb.Keys(ctx, prefix+"*").Result(); len(keys) > 0 {
-			rdb.Del(ctx, keys...)
-		}
-	})
-	return rdb, prefix
+	return redistest.Live(t, Addr(), "")
 }
 
 func newStore(t *testing.T, rdb goredis.Cmdable, cfg Config) *Store {
@@ -101,7 +79,7 @@ func TestConformance(t *testing.T) {
 
 func TestSharedBetweenClients(t *testing.T) {
 	rdb, prefix := liveRedis(t)
-	other := newClient(Addr())
+	other := redistest.Client(Addr())
 	defer other.Close()
 
 	up1 := &llmtest.Fake{Default: llmtest.Step{Text: "shared answer"}}
@@ -160,7 +138,7 @@ func TestUnreachable(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close() // a closed loopback port: connections are refused
-	rdb := newClient(addr)
+	rdb := redistest.Client(addr)
 	defer rdb.Close()
 	counting := &llmtest.Recorder{} // given at construction to the store and the cache
 	st := newStore(t, rdb, Config{BreakerFailures: 3, BreakerCooldown: time.Hour, Observer: counting})
@@ -349,7 +327,7 @@ func (p *proxy) close() {
 func TestStoppedMidTest(t *testing.T) {
 	_, prefix := liveRedis(t)
 	px := startProxy(t, Addr())
-	rdb := newClient(px.ln.Addr().String())
+	rdb := redistest.Client(px.ln.Addr().String())
 	defer rdb.Close()
 	up := &llmtest.Fake{Default: llmtest.Step{Text: "answer"}}
 	c := middleware(t, newStore(t, rdb, Config{Prefix: prefix}))(up)
@@ -424,7 +402,7 @@ func TestConfigValidated(t *testing.T) {
 	if _, err := New(nil, Config{}); err == nil {
 		t.Error("New(nil) succeeded")
 	}
-	rdb := newClient("127.0.0.1:1")
+	rdb := redistest.Client("127.0.0.1:1")
 	defer rdb.Close()
 	for _, cfg := range []Config{{Timeout: -1}, {BreakerFailures: -1}, {BreakerCooldown: -1}, {MaxItemBytes: -1}, {AsyncWrites: -1}} {
 		if _, err := New(rdb, cfg); err == nil {
@@ -484,7 +462,7 @@ func TestAsyncWritesBounded(t *testing.T) {
 		}
 		mu.Unlock()
 	}()
-	rdb := newClient(ln.Addr().String())
+	rdb := redistest.Client(ln.Addr().String())
 	defer rdb.Close()
 	obs, rec := &llmtest.Recorder{}, &llmtest.Recorder{}
 	st := newStore(t, rdb, Config{AsyncWrites: 1, Timeout: 20 * time.Millisecond, Observer: obs})

@@ -32,6 +32,38 @@ func Require(tb testing.TB, rdb redis.UniversalClient, addr string) {
 	}
 }
 
+// Client returns a client of the Redis at addr made for tests: short
+// timeouts, no retries of its own, and contexts that bound its commands.
+func Client(addr string) *redis.Client {
+	return redis.NewClient(&redis.Options{
+		Addr:                  addr,
+		DialTimeout:           200 * time.Millisecond,
+		ReadTimeout:           200 * time.Millisecond,
+		WriteTimeout:          200 * time.Millisecond,
+		MaxRetries:            -1,
+		DisableIdentity:       true,
+		ContextTimeoutEnabled: true,
+	})
+}
+
+// Live returns a Client of the Redis at addr, checked with Require, and a
+// key prefix of this test's own under scope; the client is closed and the
+// keys under the prefix are deleted when the test ends.
+func Live(tb testing.TB, addr, scope string) (*redis.Client, string) {
+	tb.Helper()
+	rdb := Client(addr)
+	tb.Cleanup(func() { rdb.Close() })
+	Require(tb, rdb, addr)
+	prefix := fmt.Sprintf("llmkit-test:%s%s:%d:", scope, tb.Name(), time.Now().UnixNano())
+	tb.Cleanup(func() {
+		ctx := context.Background()
+		if keys, _ := rdb.Keys(ctx, prefix+"*").Result(); len(keys) > 0 {
+			rdb.Del(ctx, keys...)
+		}
+	})
+	return rdb, prefix
+}
+
 // QuietLogs drops go-redis's own log lines (the dial failures and pool
 // warnings tests cause on purpose) for the rest of the process. Call it
 // once, from TestMain, before any client is made.
